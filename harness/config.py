@@ -1,0 +1,266 @@
+"""Run configuration: YAML file + ``--set`` overrides → a validated, frozen :class:`RunSpec`.
+
+Building a spec is pure: no torch import, no network, no writes. Every error names its field
+(dotted path) and what is allowed, as a :class:`~harness.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import ConfigError
+from harness.presets import PRESETS
+
+Family = Literal["bert", "gpt2", "t5", "llama"]
+Dtype = Literal["fp32", "bf16", "fp16"]
+DeviceKind = Literal["auto", "cpu", "cuda"]
+Attention = Literal["sdpa", "eager"]
+
+DEFAULT_CONFIG = Path("configs/default.yaml")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Frozen):
+    """The `model` section as written: every dimension optional, filled from `preset`."""
+
+    preset: str | None = None
+    family: Family | None = None
+    layers: int | None = Field(None, gt=0)
+    decoder_layers: int | None = Field(None, gt=0)
+    hidden: int | None = Field(None, gt=0)
+    heads: int | None = Field(None, gt=0)
+    kv_heads: int | None = Field(None, gt=0)
+    head_dim: int | None = Field(None, gt=0)
+    ffn: int | None = Field(None, gt=0)
+    vocab: int | None = Field(None, gt=0)
+    max_positions: int | None = Field(None, gt=0)
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    attention: Attention = "sdpa"
+
+
+class ModelSpec(_Frozen):
+    """A fully resolved architecture. `head_dim` = hidden / heads unless the preset says otherwise
+    (T5 d_kv); `decoder_layers` is used by T5 only; `max_positions` None = no limit (T5)."""
+
+    preset: str | None
+    family: Family
+    layers: int
+    decoder_layers: int | None
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    max_positions: int | None
+    dropout: float
+    attention: Attention
+
+
+class TrainSpec(_Frozen):
+    """One optimizer step = `grad_accum` micro-batches of `batch_size` sequences of `seq_len`
+    tokens (T5: encoder length; `decoder_seq_len` defaults to `seq_len`)."""
+
+    batch_size: int = Field(8, gt=0)
+    seq_len: int = Field(128, gt=0)
+    decoder_seq_len: int | None = Field(None, gt=0)
+    dtype: Dtype = "fp32"
+    grad_accum: int = Field(1, gt=0)
+    compile: bool = False
+    checkpointing: bool = False
+    lr: float = Field(1e-4, gt=0.0)
+    seed: int = 0
+
+
+class MeasureSpec(_Frozen):
+    """Warm-up steps are timed but kept apart from the `steps` measured ones."""
+
+    warmup_steps: int = Field(2, ge=0)
+    steps: int = Field(10, gt=0)
+
+
+class _RawConfig(_Frozen):
+    model: ModelSection
+    train: TrainSpec = TrainSpec()
+    measure: MeasureSpec = MeasureSpec()
+    device: DeviceKind = "auto"
+
+
+class RunSpec(_Frozen):
+    """What to run: resolved model, training step, measurement window and device request."""
+
+    model: ModelSpec
+    train: TrainSpec
+    measure: MeasureSpec
+    device: DeviceKind
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens one optimizer step consumes (T5: encoder tokens, as T5's paper counts them)."""
+        return self.train.batch_size * self.train.seq_len * self.train.grad_accum
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.train.batch_size * self.train.grad_accum
+
+    def config_hash(self) -> str:
+        """Stable 16-hex digest of the spec, for deduplicating identical runs."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_SECTIONS = {"model": ModelSection, "train": TrainSpec, "measure": MeasureSpec}
+
+
+def _format_validation_error(err: ValidationError) -> ConfigError:
+    first = err.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    field = ".".join(loc) or "config"
+    if first["type"] == "extra_forbidden":
+        if len(loc) == 1:
+            allowed = ["model", "train", "measure", "device"]
+        else:
+            allowed = list(_SECTIONS[loc[0]].model_fields)
+        return ConfigError(field, f"unknown key; allowed: {', '.join(allowed)}")
+    if first["type"] == "missing":
+        return ConfigError(field, "required")
+    return ConfigError(field, f"{first['msg']} (got {first.get('input')!r})")
+
+
+def resolve_model(section: ModelSection) -> ModelSpec:
+    """Fill a model section from its preset, then check the dimensions fit together."""
+    values: dict[str, Any] = {}
+    if section.preset is not None:
+        if section.preset not in PRESETS:
+            raise ConfigError("model.preset",
+                              f"unknown preset {section.preset!r}; allowed: {', '.join(PRESETS)}")
+        values.update(PRESETS[section.preset])
+    values.update(section.model_dump(exclude_unset=True, exclude_none=True))
+    values.setdefault("attention", section.attention)
+    if "family" not in values:
+        raise ConfigError("model.family", "required when no preset is given; "
+                          "allowed: bert, gpt2, t5, llama")
+    for key in ("layers", "hidden", "heads", "ffn", "vocab"):
+        if key not in values:
+            raise ConfigError(f"model.{key}", "required when no preset is given")
+    family, hidden, heads = values["family"], values["hidden"], values["heads"]
+    if "head_dim" not in values:
+        if hidden % heads:
+            raise ConfigError("model.heads", f"{heads} heads do not divide hidden size {hidden}; "
+                              "allowed: a divisor of model.hidden")
+        values["head_dim"] = hidden // heads
+    elif family != "t5" and values["head_dim"] * heads != hidden:
+        raise ConfigError("model.head_dim", f"must equal hidden / heads for family {family}")
+    kv_heads = values.get("kv_heads", heads)
+    if family == "llama":
+        if heads % kv_heads:
+            raise ConfigError("model.kv_heads", f"{kv_heads} kv heads do not divide {heads} heads; "
+                              "allowed: a divisor of model.heads")
+    elif kv_heads != heads:
+        raise ConfigError("model.kv_heads",
+                          f"grouped-query attention is for family llama only; {family} needs "
+                          f"kv_heads = heads ({heads})")
+    values["kv_heads"] = kv_heads
+    if family == "t5":
+        values.setdefault("decoder_layers", values["layers"])
+    elif "decoder_layers" in values:
+        raise ConfigError("model.decoder_layers", "only for family t5")
+    values.setdefault("decoder_layers", None)
+    values.setdefault("max_positions", None if family == "t5" else 512)
+    values.setdefault("dropout", 0.1)
+    values.setdefault("preset", None)
+    return ModelSpec(**values)
+
+
+def _check_lengths(model: ModelSpec, train: TrainSpec) -> TrainSpec:
+    if model.family != "t5" and train.decoder_seq_len is not None:
+        raise ConfigError("train.decoder_seq_len", "only for family t5")
+    if model.family == "t5" and train.decoder_seq_len is None:
+        train = train.model_copy(update={"decoder_seq_len": train.seq_len})
+    limit = model.max_positions
+    if limit is not None and train.seq_len > limit:
+        raise ConfigError("train.seq_len", f"{train.seq_len} exceeds model.max_positions "
+                          f"{limit}; allowed: 1..{limit}")
+    return train
+
+
+def build_spec(raw: dict[str, Any]) -> RunSpec:
+    """Validate a raw config mapping (as read from YAML) into a RunSpec."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config", "top level must be a mapping with sections "
+                          "model, train, measure, device")
+    try:
+        parsed = _RawConfig.model_validate(raw)
+    except ValidationError as err:
+        raise _format_validation_error(err) from None
+    model = resolve_model(parsed.model)
+    train = _check_lengths(model, parsed.train)
+    return RunSpec(model=model, train=train, measure=parsed.measure, device=parsed.device)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.layers=2"`` → (["model", "layers"], 2); the value is read as YAML (safe_load)."""
+    key, sep, value = text.partition("=")
+    path = [p for p in key.strip().split(".") if p]
+    if not sep or not path:
+        raise ConfigError("--set", f"expected key=value with a dotted key, got {text!r}")
+    try:
+        return path, yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(key, f"cannot read value {value!r}") from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each dotted ``key=value`` set."""
+    merged = json.loads(json.dumps(raw))  # deep copy of plain YAML data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = merged
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(".".join(path[: i + 1]), "is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a config file with yaml.safe_load; missing or malformed files raise ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise ConfigError("config", f"cannot read {path}: {err.__class__.__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("config", f"malformed YAML in {path}{where}") from None
+    return {} if data is None else data
+
+
+def load_spec(path: Path | None, overrides: list[str] | None = None) -> RunSpec:
+    """Read CONFIG (or configs/default.yaml), apply ``--set`` overrides, validate.
+
+    A CONFIG that names no file but a preset (e.g. ``gpt2``) is read as ``model.preset``.
+    """
+    if path is not None and not Path(path).exists() and str(path) in PRESETS:
+        raw: dict[str, Any] = {"model": {"preset": str(path)}}
+    else:
+        raw = read_yaml(path if path is not None else DEFAULT_CONFIG)
+    if not isinstance(raw, dict):
+        raise ConfigError("config", "top level must be a mapping with sections "
+                          "model, train, measure, device")
+    return build_spec(apply_overrides(raw, overrides or []))

@@ -1,0 +1,136 @@
+"""Peak FLOP/s, two ways: a datasheet table (dense, no 2:4 sparsity) and a measured matmul.
+
+Unknown hardware has an unknown datasheet peak: `datasheet_peak` returns None, never a guess
+(no A100 fallback, no CPU figure).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+TERA = 1e12
+
+
+@dataclass(frozen=True)
+class DatasheetRow:
+    """Dense peaks in TFLOP/s by math mode; None where the part has no such mode."""
+
+    gpu: str
+    fp32: float
+    tf32: float | None
+    bf16: float | None
+    fp16: float | None
+    source: str
+
+
+_V100_SRC = "NVIDIA Tesla V100 datasheet (https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf)"
+_A100_SRC = "NVIDIA A100 datasheet (https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf)"
+_H100_SRC = "NVIDIA H100 datasheet, sparse figures halved (https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet)"
+_H200_SRC = "NVIDIA H200 datasheet, sparse figures halved (https://www.nvidia.com/en-us/data-center/h200/)"
+
+# Order matters: the first pattern that matches the device name wins.
+DATASHEET: tuple[tuple[str, DatasheetRow], ...] = (
+    (r"H100.*(PCIe|PCIE)", DatasheetRow("H100 PCIe", 51.0, 378.0, 756.0, 756.0, _H100_SRC)),
+    (r"H100.*(SXM|HBM3)", DatasheetRow("H100 SXM", 67.0, 494.5, 989.5, 989.5, _H100_SRC)),
+    (r"H200(?!.*NVL)", DatasheetRow("H200 SXM", 67.0, 494.5, 989.5, 989.5, _H200_SRC)),
+    (r"A100", DatasheetRow("A100", 19.5, 156.0, 312.0, 312.0, _A100_SRC)),
+    (r"V100.*SXM2", DatasheetRow("V100 SXM2", 15.7, None, None, 125.0, _V100_SRC)),
+    (r"V100.*PCI", DatasheetRow("V100 PCIe", 14.0, None, None, 112.0, _V100_SRC)),
+    (r"L40S", DatasheetRow("L40S", 91.6, 183.0, 362.05, 362.05,
+                           "NVIDIA L40S datasheet (https://www.nvidia.com/en-us/data-center/l40s/)")),
+    (r"\bL4\b", DatasheetRow("L4", 30.3, 60.0, 121.0, 121.0,
+                             "NVIDIA L4 datasheet (https://www.nvidia.com/en-us/data-center/l4/)")),
+    (r"\bT4\b", DatasheetRow("T4", 8.1, None, None, 65.0,
+                             "NVIDIA T4 datasheet (https://www.nvidia.com/en-us/data-center/tesla-t4/)")),
+    # NVIDIA publishes no A10G datasheet (an AWS-only variant of the A10, with fewer tensor FLOP/s).
+    (r"A10G", DatasheetRow("A10G", 31.52, None, 70.0, 70.0,
+                           "no NVIDIA datasheet; AWS/NVIDIA figures as collected by Baseten "
+                           "(https://www.baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference/)")),
+)
+
+
+def datasheet_row(device_name: str) -> DatasheetRow | None:
+    """The datasheet row for a device name as CUDA reports it, or None if unknown."""
+    for pattern, row in DATASHEET:
+        if re.search(pattern, device_name):
+            return row
+    return None
+
+
+def math_mode(dtype: str, tf32_enabled: bool = False) -> str:
+    """Which datasheet column a run uses: fp32 matmuls run as tf32 when torch allows it."""
+    return "tf32" if dtype == "fp32" and tf32_enabled else dtype
+
+
+@dataclass(frozen=True)
+class DatasheetPeak:
+    flops_per_s: float | None
+    gpu: str | None
+    mode: str
+    source: str | None
+
+
+def datasheet_peak(device_type: str, device_name: str, dtype: str, tf32_enabled: bool = False) -> DatasheetPeak:
+    """Dense datasheet peak in FLOP/s for a device and dtype; flops_per_s None when unknown
+    (every CPU, unlisted GPUs, modes a GPU lacks)."""
+    mode = math_mode(dtype, tf32_enabled)
+    row = datasheet_row(device_name) if device_type == "cuda" else None
+    if row is None:
+        return DatasheetPeak(None, None, mode, None)
+    tflops = getattr(row, mode)
+    return DatasheetPeak(None if tflops is None else tflops * TERA, row.gpu, mode, row.source)
+
+
+@dataclass(frozen=True)
+class MeasuredPeak:
+    """Best matmul throughput seen: `size`³ matmuls in `dtype`, best of `trials` trials of
+    `reps` back-to-back matmuls each; FLOPs counted as 2·size³ per matmul."""
+
+    flops_per_s: float
+    size: int
+    dtype: str
+    reps: int
+    trials: int
+    clock: str
+
+
+_TORCH_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@functools.lru_cache(maxsize=None)
+def measure_peak(device_type: str, dtype: str, size: int | None = None) -> MeasuredPeak:
+    """Measure matmul FLOP/s on this process's `device_type` device. Cached per process.
+
+    Sized to fill the device: 8192³ on CUDA; on CPU the size doubles from 256 until one
+    matmul takes 50 ms (or 4096) so that small caches do not flatter the figure.
+    """
+    import torch
+
+    from harness.timing import clock_for
+
+    torch_dtype = getattr(torch, _TORCH_DTYPES[dtype])
+    clock = clock_for(device_type)
+
+    def run(n: int, reps: int) -> float:
+        a = torch.randn(n, n, device=device_type, dtype=torch_dtype)
+        b = torch.randn(n, n, device=device_type, dtype=torch_dtype)
+        torch.mm(a, b)  # warm-up: kernel selection, page faults
+        token = clock.start()
+        for _ in range(reps):
+            torch.mm(a, b)
+        return clock.stop(token)
+
+    if size is None:
+        if device_type == "cuda":
+            size = 8192
+        else:
+            size = 256
+            while size < 4096 and run(size, 1) < 0.05:
+                size *= 2
+    one = run(size, 1)
+    reps = max(1, min(100, int(0.2 / max(one, 1e-6))))  # about 0.2 s per trial
+    trials = 3
+    best = min(run(size, reps) for _ in range(trials))
+    return MeasuredPeak(2 * size**3 * reps / best, size, dtype, reps, trials, clock.name)

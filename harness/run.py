@@ -1,0 +1,147 @@
+"""Run: spec → model and batch → FLOP counts, peaks and timed steps → RunRecord.
+
+Order matters for honesty: FLOPs are counted on separate, untimed steps; peak memory is reset
+just before the timed window; the measured peak is taken before the model's steps.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import uuid
+import warnings
+from datetime import datetime, timezone
+from typing import Callable
+
+import torch
+
+from harness.build import build_model, make_batch
+from harness.config import RunSpec
+from harness.count import analytic_flops, count_flops, count_model_flops
+from harness.env import collect_env
+from harness.peaks import datasheet_peak, measure_peak
+from harness.record import PROVENANCE, RunRecord, utilization
+from harness.timing import Clock, clock_for, time_steps
+from harness.train import autocast_for, check_dtype, prepare, resolve_device
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def new_run_id(spec: RunSpec, now: datetime) -> str:
+    name = spec.model.preset or spec.model.family
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{name}-{uuid.uuid4().hex[:8]}"
+
+
+def _peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "torch.cuda.max_memory_allocated"
+    # ru_maxrss is in KiB on Linux; it is the process peak since start, model build included.
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process peak RSS (ru_maxrss)"
+
+
+def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
+            on_step: Callable[[str, int, float], None] | None = None) -> RunRecord:
+    """Build, count, time and describe one run of `spec` on this machine."""
+    device = resolve_device(spec.device)
+    check_dtype(device, spec.train.dtype)
+    created = datetime.now(timezone.utc)
+    warnings.filterwarnings("ignore", module=r"torch\.utils\.checkpoint")
+
+    log(f"counting model FLOPs of {spec.model.preset or spec.model.family} on a fake (meta) replica")
+    model_count, params = count_model_flops(spec)
+    analytic = analytic_flops(spec, params)
+
+    log(f"building the model on {device.type} and counting hardware FLOPs on an untimed step")
+    model = build_model(spec.model, device, seed=spec.train.seed)
+    batch = make_batch(spec, device)
+    step, optimizer_impl = prepare(spec, model, batch, device)
+    hardware_count = count_flops(model, batch, kind="hardware",
+                                 autocast=autocast_for(device, spec.train.dtype)).scaled(spec.train.grad_accum)
+
+    log(f"measuring peak matmul FLOP/s in {spec.train.dtype}")
+    measured_peak = measure_peak(device.type, spec.train.dtype)
+    env = collect_env(device.type)
+    sheet = datasheet_peak(device.type, env["device"]["name"], spec.train.dtype,
+                           tf32_enabled=env["tf32_matmul"])
+
+    log(f"timing {spec.measure.warmup_steps} warm-up + {spec.measure.steps} measured steps")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_steps(step, warmup=spec.measure.warmup_steps, steps=spec.measure.steps,
+                       clock=clock or clock_for(device.type), on_step=on_step)
+    peak_memory, memory_method = _peak_memory(device)
+
+    achieved = times.per_s(model_count.total)
+    hardware_rate = times.per_s(hardware_count.total)
+    run_warnings = times.warnings()
+    if spec.train.compile:
+        run_warnings.append("hardware FLOPs were counted on the uncompiled model")
+    return RunRecord(
+        run_id=new_run_id(spec, created),
+        created_at=created.isoformat(timespec="seconds"),
+        config_hash=spec.config_hash(),
+        model=spec.model.model_dump(),
+        params=params.total,
+        params_non_embedding=params.non_embedding,
+        batch_size=spec.train.batch_size,
+        seq_len=spec.train.seq_len,
+        decoder_seq_len=spec.train.decoder_seq_len,
+        grad_accum=spec.train.grad_accum,
+        dtype=spec.train.dtype,
+        device={k: env["device"][k] for k in ("type", "name", "count")},
+        compile=spec.train.compile,
+        checkpointing=spec.train.checkpointing,
+        optimizer=f"AdamW ({optimizer_impl})",
+        warmup_times_s=list(times.warmup_s),
+        step_times_s=list(times.steps_s),
+        median_step_s=times.median_s,
+        iqr_step_s=times.iqr_s,
+        cv_step=times.cv,
+        total_measured_s=times.total_s,
+        tokens_per_step=spec.tokens_per_step,
+        tokens_per_s=times.per_s(spec.tokens_per_step),
+        samples_per_s=times.per_s(spec.samples_per_step),
+        model_flops_per_step=model_count.total,
+        hardware_flops_per_step=hardware_count.total,
+        achieved_flops_per_s=achieved,
+        hardware_flops_per_s=hardware_rate,
+        peak_flops_datasheet=sheet.flops_per_s,
+        peak_flops_measured=measured_peak.flops_per_s,
+        mfu_datasheet=utilization(achieved, sheet.flops_per_s),
+        mfu_measured=utilization(achieved, measured_peak.flops_per_s),
+        hfu_datasheet=utilization(hardware_rate, sheet.flops_per_s),
+        hfu_measured=utilization(hardware_rate, measured_peak.flops_per_s),
+        peak_memory_bytes=peak_memory,
+        peak_memory_method=memory_method,
+        flops={
+            "convention": model_count.convention,
+            "model": {"per_step": model_count.total, "by_op": dict(model_count.by_op),
+                      "counted_on": "fake (meta) replica, no checkpointing",
+                      "recomputation_counted": False},
+            "hardware": {"per_step": hardware_count.total, "by_op": dict(hardware_count.by_op),
+                         "counted_on": f"{device.type} model, untimed step",
+                         "recomputation_counted": True},
+            "analytic": {"six_n_per_step": analytic.six_n, "palm_per_step": analytic.palm,
+                         "non_embedding_params": params.non_embedding},
+            "uncounted_ops": dict(hardware_count.uncounted_ops),
+            "grad_accum_micro_batches": spec.train.grad_accum,
+        },
+        peaks={
+            "datasheet": {"flops_per_s": sheet.flops_per_s, "gpu": sheet.gpu, "mode": sheet.mode,
+                          "source": sheet.source},
+            "measured": {"flops_per_s": measured_peak.flops_per_s, "matmul_size": measured_peak.size,
+                         "dtype": measured_peak.dtype, "reps": measured_peak.reps,
+                         "trials": measured_peak.trials, "clock": measured_peak.clock},
+        },
+        timing={"clock": getattr(clock or clock_for(device.type), "name", type(clock).__name__),
+                "warmup_steps": spec.measure.warmup_steps, "steps": spec.measure.steps,
+                "throughput_rule": "tokens per step x steps / total measured seconds"},
+        warnings=run_warnings,
+        env=env,
+        spec=spec.model_dump(mode="json"),
+        provenance=dict(PROVENANCE),
+    )
