@@ -9,10 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
-import click
 import typer
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, Interrupted
+
+try:  # recent typer vendors click; older versions use click itself
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException as _ClickException
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Empirical FLOPs profiler and benchmark harness for transformer training.")
@@ -99,8 +103,11 @@ def run(
     from harness.store import save
 
     signal.signal(signal.SIGTERM, _on_sigterm)
-    record = measure(spec)
-    json_path = save(record, _results_dir(results_dir))
+    try:
+        record = measure(spec)
+        json_path = save(record, _results_dir(results_dir))
+    except KeyboardInterrupt:
+        raise Interrupted from None
     if as_json:
         _print_json(record.to_dict())
     else:
@@ -182,19 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: maps input errors to exit 2 and interrupts to exit 130, without tracebacks."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="harness", standalone_mode=False)
+        code = command.main(args=argv, prog_name="harness", standalone_mode=False)
     except HarnessError as err:
         print(f"harness: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except click.exceptions.Exit as err:
-        return err.exit_code
-    except click.ClickException as err:
+    except _ClickException as err:
         print(f"harness: error: {err.format_message()}", file=sys.stderr)
         return EXIT_USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (Interrupted, KeyboardInterrupt, typer.Abort):
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:  # typer turns a stray KeyboardInterrupt into exit code 130
         print("harness: interrupted; no record was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

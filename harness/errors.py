@@ -16,3 +16,7 @@ class ConfigError(HarnessError):
 
 class UncountedOpError(HarnessError):
     """An op that carries real arithmetic (attention) was dispatched without a FLOP formula."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during a run: nothing was stored."""

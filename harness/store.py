@@ -80,15 +80,18 @@ def save(record: RunRecord, results_dir: Path) -> Path:
     conn = connect(results_dir / DB_NAME)
     try:
         conn.execute("BEGIN IMMEDIATE")
+        written = False
         try:
             placeholders = ", ".join("?" * (len(COLUMNS) + 1))
             conn.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}, record_json) VALUES ({placeholders})",
                          _row(record))
             write_json_atomic(json_path, record.to_dict())
+            written = True
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
-            json_path.unlink(missing_ok=True)
+            if written:  # never remove a file another run wrote
+                json_path.unlink(missing_ok=True)
             raise
     finally:
         conn.close()
