@@ -80,6 +80,8 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
     run_warnings = times.warnings()
     if spec.train.compile:
         run_warnings.append("hardware FLOPs were counted on the uncompiled model")
+        if spec.measure.warmup_steps == 0:
+            run_warnings.append("compile with no warm-up steps: the first measured step includes compilation")
     return RunRecord(
         run_id=new_run_id(spec, created),
         created_at=created.isoformat(timespec="seconds"),

@@ -14,8 +14,10 @@ fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
 if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
-  echo "setup: installing ${TORCH_SPEC:-torch==2.13.0}" >&2
-  "${PIP[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
+  # split into words (a spec may carry pip options such as --index-url), never evaluated
+  read -ra torch_spec <<< "${TORCH_SPEC:-torch==2.13.0}"
+  echo "setup: installing ${torch_spec[*]}" >&2
+  "${PIP[@]}" install "${torch_spec[@]}"
 fi
 
 target="."

@@ -33,3 +33,11 @@ def test_grad_accumulation_counts_every_micro_batch(tiny_spec):
     two = measure(tiny_spec("gpt2", grad_accum=2), log=lambda m: None)
     assert two.model_flops_per_step == 2 * one.model_flops_per_step
     assert two.tokens_per_step == 2 * one.tokens_per_step
+
+
+@pytest.mark.slow
+def test_torch_compile_runs_and_says_what_it_counted(tiny_spec):
+    record = measure(tiny_spec("gpt2", compile=True), log=lambda m: None)
+    assert record.compile and 0 < record.mfu_measured <= 1
+    assert record.warmup_times_s[0] > max(record.step_times_s)  # compilation happens in warm-up
+    assert "hardware FLOPs were counted on the uncompiled model" in record.warnings

@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""How much time does the harness add to a training step? Target: at most 2%.
+
+Times the same model and batch, in one process, alternating blocks of steps:
+  harness: harness.train.prepare's step run by harness.timing.time_steps (per-step clock)
+  bare:    a plain PyTorch loop (forward, loss, backward, AdamW step, zero_grad), one timer
+Each block's wall time is taken the same way; the ratio harness/bare is printed per round,
+with the median over rounds.
+
+  .venv/bin/python scripts/bench_overhead.py [CONFIG] [--rounds 7] [--steps 10] [--set k=v ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+from harness.build import build_model, make_batch
+from harness.config import load_spec
+from harness.timing import clock_for, time_steps
+from harness.train import autocast_for, make_optimizer, prepare, resolve_device
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", nargs="?", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+
+    spec = load_spec(args.config, args.overrides)
+    device = resolve_device(spec.device)
+    model = build_model(spec.model, device, seed=spec.train.seed)
+    batch = make_batch(spec, device)
+    harness_step, _ = prepare(spec, model, batch, device)
+    bare_optimizer, _ = make_optimizer(model, spec.train.lr, device)
+    autocast = autocast_for(device, spec.train.dtype)
+    clock = clock_for(device.type)
+
+    def harness_block() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        time_steps(harness_step, warmup=0, steps=args.steps, clock=clock)
+        synchronize(device)
+        return time.perf_counter() - start
+
+    def bare_block() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            for _ in range(spec.train.grad_accum):
+                with autocast:
+                    loss = model(**batch).loss / spec.train.grad_accum
+                loss.backward()
+            bare_optimizer.step()
+            bare_optimizer.zero_grad(set_to_none=True)
+        synchronize(device)
+        return time.perf_counter() - start
+
+    harness_block(), bare_block()  # warm-up both paths
+    ratios = []
+    print(f"{spec.model.preset or spec.model.family} on {device.type}, {spec.train.dtype}, "
+          f"{args.steps} steps a block, {args.rounds} rounds")
+    for i in range(args.rounds):
+        # alternate which goes first so drift does not favour one side
+        if i % 2 == 0:
+            h, b = harness_block(), bare_block()
+        else:
+            b, h = bare_block(), harness_block()
+        ratios.append(h / b)
+        print(f"round {i + 1}: harness {h:.4f} s  bare {b:.4f} s  ratio {h / b:.4f}")
+    median = statistics.median(ratios)
+    print(f"median ratio harness/bare: {median:.4f} (overhead {median - 1:+.2%}; target <= +2%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
