@@ -1,4 +1,4 @@
-"""Count: FLOPs of a training step with torch's dispatcher counter, and the analytic formulas.
+"""Count: FLOPs of a training step with torch's dispatcher counter.
 
 Convention throughout: FLOP = 2·MAC (one multiply-add is two FLOPs), as
 ``torch.utils.flop_counter`` counts. Only matmuls, convolutions and attention kernels carry a
@@ -165,36 +165,6 @@ def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: Co
         by_module={mod: sum(ops.values()) for mod, ops in counts.items()},
         uncounted_ops=dict(sorted(missing.items())),
     )
-
-
-@dataclass(frozen=True)
-class AnalyticFlops:
-    """Closed-form training FLOPs per optimizer step.
-
-    six_n: 6·N per token (Kaplan et al. 2020; Chinchilla C = 6ND), N non-embedding params.
-    palm: (6N + 12·L·H·Q·T) per token (Chowdhery et al. 2022, App. B), T the attended length.
-    For T5 each stack's N is multiplied by its own token count, and the attention term sums
-    encoder self-, decoder self- and cross-attention.
-    """
-
-    six_n: int
-    palm: int
-    convention: str = CONVENTION
-
-
-def analytic_flops(spec, params) -> AnalyticFlops:
-    """`spec` a RunSpec, `params` a build.ParamCounts."""
-    m, t = spec.model, spec.train
-    sequences = t.batch_size * t.grad_accum
-    hq = m.heads * m.head_dim
-    if m.family == "t5":
-        t_enc, t_dec = t.seq_len, t.decoder_seq_len
-        six_n = 6 * (params.encoder_non_embedding * t_enc + params.decoder_non_embedding * t_dec)
-        attention = 12 * hq * (m.layers * t_enc * t_enc + m.decoder_layers * (t_dec * t_dec + t_dec * t_enc))
-    else:
-        six_n = 6 * params.non_embedding * t.seq_len
-        attention = 12 * m.layers * hq * t.seq_len * t.seq_len
-    return AnalyticFlops(six_n=six_n * sequences, palm=(six_n + attention) * sequences)
 
 
 def count_model_flops(spec, *, backward: bool = True) -> tuple[FlopCount, "ParamCounts"]:

@@ -17,7 +17,8 @@ import torch
 
 from harness.build import build_model, make_batch
 from harness.config import RunSpec
-from harness.count import analytic_flops, count_flops, count_model_flops
+from harness.analytic import analytic_flops
+from harness.count import count_flops, count_model_flops
 from harness.env import collect_env
 from harness.peaks import datasheet_peak, measure_peak
 from harness.record import PROVENANCE, RunRecord, utilization
@@ -128,6 +129,9 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
                          "counted_on": f"{device.type} model, untimed step",
                          "recomputation_counted": True},
             "analytic": {"six_n_per_step": analytic.six_n, "palm_per_step": analytic.palm,
+                         "kaplan_forward_per_step": analytic.kaplan_forward,
+                         "megatron_per_step": analytic.megatron,
+                         "megatron_recompute_per_step": analytic.megatron_recompute,
                          "non_embedding_params": params.non_embedding},
             "uncounted_ops": dict(hardware_count.uncounted_ops),
             "grad_accum_micro_batches": spec.train.grad_accum,

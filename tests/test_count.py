@@ -5,7 +5,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from harness import count as count_mod
 from harness.build import build_model, count_params, make_batch
 from harness.config import build_spec
-from harness.count import analytic_flops, count_flops, count_model_flops
+from harness.analytic import analytic_flops
+from harness.count import count_flops, count_model_flops
 from harness.errors import UncountedOpError
 
 # REFERENCE.md §3: nanoGPT transformer_sizing anchor, GPT-2 124M, batch 1 x 1024.
