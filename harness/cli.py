@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -112,6 +113,129 @@ def run(
         _print_json(record.to_dict())
     else:
         _summary(record, json_path)
+
+
+def _count_table(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    m = report.model
+    conv = report.conventions
+    console.print(f"[bold]{m['preset'] or m['family']}[/bold] · {report.params:,} params "
+                  f"({report.params_non_embedding:,} non-embedding) · {report.mode} · batch "
+                  f"{report.batch_size} x seq {report.seq_len} x accum {report.grad_accum}")
+    console.print(f"conventions: FLOP = {conv['flop']}; causal halving "
+                  f"{'on' if conv['causal_halving'] else 'off'}; recomputation not counted")
+    table = Table(title="FLOPs per optimizer step, reconciled", show_lines=False)
+    for col in ("figure", "FLOPs", "vs primary", "reason"):
+        table.add_column(col, justify="right" if col in ("FLOPs", "vs primary") else "left")
+    for f in report.figures:
+        table.add_row(f.name, f"{f.flops:,}", f"{f.delta_pct:+.2f}%", f.reason)
+    console.print(table)
+    top = Table(title="top modules")
+    top.add_column("module")
+    top.add_column("FLOPs", justify="right")
+    top.add_column("share", justify="right")
+    for name, flops in list(report.by_module.items())[:10]:
+        top.add_row(name, f"{flops:,}", f"{flops / report.primary_flops:.1%}" if report.primary_flops else "")
+    console.print(top)
+    ops = ", ".join(f"{k} {v:,}" for k, v in report.by_operator.items())
+    console.print(f"by operator: {ops}")
+    console.print(f"no formula (listed, not counted): "
+                  + ", ".join(f"{k} x{v}" for k, v in report.uncounted_ops.items()))
+    if report.mfu:
+        u = report.mfu
+        console.print(f"[bold]MFU {u['mfu']:.2%}[/bold]: {u['model_flops_per_step']:,} FLOPs/step over "
+                      f"{u['step_s']} s = {_si(u['achieved_flops_per_s'], 'FLOP/s')} vs "
+                      f"{_si(u['peak_flops_per_s'], 'FLOP/s')} peak ({u['gpu']} {u['dtype']} x "
+                      f"{u['devices']}, datasheet: {u['source']})")
+
+
+def _write_csv(report, path: Path) -> None:
+    import csv
+    import io
+
+    from harness.store import write_text_atomic
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["kind", "name", "flops", "delta_pct", "reason"])
+    for f in report.figures:
+        writer.writerow(["figure", f.name, f.flops, f"{f.delta_pct:.4f}", f.reason])
+    for name, flops in report.by_module.items():
+        writer.writerow(["module", name, flops, "", ""])
+    for name, flops in report.by_operator.items():
+        writer.writerow(["operator", name, flops, "", ""])
+    for name, calls in report.uncounted_ops.items():
+        writer.writerow(["uncounted_op", name, "", "", f"{calls} calls, no formula"])
+    write_text_atomic(path, buffer.getvalue())
+
+
+@app.command()
+def count(
+    model: str = typer.Argument(..., help="Preset name or config file."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key: --set model.layers=2"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Sequences per micro-batch (per device)."),
+    seq: Optional[int] = typer.Option(None, "--seq", help="Sequence length (T5: encoder)."),
+    decoder_seq: Optional[int] = typer.Option(None, "--decoder-seq", help="T5 decoder length."),
+    mode: str = typer.Option("train", "--mode", help="forward or train (forward + backward)."),
+    depth: int = typer.Option(2, "--depth", help="Module breakdown depth."),
+    causal_halving: bool = typer.Option(False, "--causal-halving", help="Halve causal attention matmuls (Megatron code, MaxText); off as in PaLM and torch."),
+    fvcore: bool = typer.Option(False, "--fvcore", help="Also count the forward with fvcore (builds real weights: memory!)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write figures and breakdowns as CSV."),
+    step_time: Optional[float] = typer.Option(None, "--step-time", help="Measured seconds per optimizer step, for MFU."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU for the datasheet peak (A100, H100 SXM, ...)."),
+    dtype: str = typer.Option("bf16", "--dtype", help="Precision of the datasheet peak: fp32, tf32, bf16, fp16."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
+    devices: int = typer.Option(1, "--devices", help="Data-parallel devices (batch is per device)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Count FLOPs of any model at any size (fake tensors: no memory), reconciled with formulas."""
+    from harness.config import load_spec
+    from harness.errors import ConfigError
+
+    if mode not in ("forward", "train"):
+        raise ConfigError("--mode", f"{mode!r} is not allowed; allowed: forward, train")
+    for name, value in (("--depth", depth + 1), ("--grad-accum", grad_accum), ("--devices", devices)):
+        if value < 1:
+            raise ConfigError(name, "must be positive")
+    if (step_time is None) != (gpu is None):
+        raise ConfigError("--step-time" if step_time is None else "--gpu", "--step-time and --gpu go together")
+    if step_time is not None and step_time <= 0:
+        raise ConfigError("--step-time", "must be > 0 seconds")
+    overrides = list(set_) + [f"train.grad_accum={grad_accum}"]
+    for key, value in (("train.batch_size", batch), ("train.seq_len", seq), ("train.decoder_seq_len", decoder_seq)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    spec = load_spec(Path(model), overrides)
+    peak = None
+    if gpu is not None:
+        from harness.peaks import datasheet_by_name
+
+        peak = datasheet_by_name(gpu, dtype)
+
+    from harness.reconcile import mfu_from_outside, reconcile
+
+    fv_total = None
+    if fvcore:
+        from harness.fvcount import count_fvcore_forward
+
+        fv_total = count_fvcore_forward(spec).total * spec.train.grad_accum
+    report = reconcile(spec, mode=mode, depth=depth, causal_halving=causal_halving, fvcore_count=fv_total)
+    if peak is not None:
+        if mode != "train":
+            raise ConfigError("--mode", "MFU needs --mode train (model FLOPs of a training step)")
+        row, flops_per_s = peak
+        mfu = mfu_from_outside(report.primary_flops, step_time, flops_per_s, devices)
+        report = dataclasses.replace(report, mfu={**mfu, "step_s": step_time, "gpu": row.gpu,
+                                                  "dtype": dtype, "devices": devices, "source": row.source})
+    if csv_out is not None:
+        _write_csv(report, csv_out)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _count_table(report)
 
 
 @app.command()

@@ -59,6 +59,24 @@ def datasheet_row(device_name: str) -> DatasheetRow | None:
     return None
 
 
+def datasheet_by_name(gpu: str, mode: str) -> tuple[DatasheetRow, float]:
+    """Row and dense peak (FLOP/s) for a GPU named by a user ("A100", "H100 SXM", "h100-pcie")
+    and a math mode (fp32, tf32, bf16, fp16). Unknown GPU or mode → ConfigError, never a guess."""
+    from harness.errors import ConfigError
+
+    wanted = re.sub(r"[\s_-]+", " ", gpu).strip().lower()
+    rows = [row for _, row in DATASHEET]
+    row = next((r for r in rows if r.gpu.lower() == wanted), None) or datasheet_row(gpu.upper())
+    if row is None:
+        raise ConfigError("--gpu", f"no datasheet row for {gpu!r}; allowed: {', '.join(r.gpu for r in rows)}")
+    if mode not in ("fp32", "tf32", "bf16", "fp16"):
+        raise ConfigError("--dtype", f"{mode!r} is not allowed; allowed: fp32, tf32, bf16, fp16")
+    tflops = getattr(row, mode)
+    if tflops is None:
+        raise ConfigError("--dtype", f"{row.gpu} has no {mode} datasheet figure")
+    return row, tflops * TERA
+
+
 def math_mode(dtype: str, tf32_enabled: bool = False) -> str:
     """Which datasheet column a run uses: fp32 matmuls run as tf32 when torch allows it."""
     return "tf32" if dtype == "fp32" and tf32_enabled else dtype

@@ -40,20 +40,34 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '{SCHEMA_VERSI
 """
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` via a temporary file and os.replace; no partial file survives."""
+def _write_atomic(path: Path, write) -> None:
+    """Call write(handle) on a temporary file beside `path`, then rename it into place;
+    no partial file survives an error or interrupt."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to `path` atomically."""
+    def write(handle):
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+
+    _write_atomic(path, write)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to `path` atomically."""
+    _write_atomic(path, lambda handle: handle.write(text))
 
 
 def connect(db_path: Path) -> sqlite3.Connection:
