@@ -182,7 +182,7 @@ def count(
     mode: str = typer.Option("train", "--mode", help="forward or train (forward + backward)."),
     depth: int = typer.Option(2, "--depth", help="Module breakdown depth."),
     causal_halving: bool = typer.Option(False, "--causal-halving", help="Halve causal attention matmuls (Megatron code, MaxText); off as in PaLM and torch."),
-    fvcore: bool = typer.Option(False, "--fvcore", help="Also count the forward with fvcore (builds real weights: memory!)."),
+    fvcore: bool = typer.Option(False, "--fvcore", help="Also count the forward with fvcore (traced on meta tensors)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write figures and breakdowns as CSV."),
     step_time: Optional[float] = typer.Option(None, "--step-time", help="Measured seconds per optimizer step, for MFU."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU for the datasheet peak (A100, H100 SXM, ...)."),

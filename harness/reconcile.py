@@ -88,17 +88,17 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
         return value - halved if has_attention else value
 
     six = six_n(shape) // (1 if train else 3)
-    head_note = f"LM head {_share(head, primary)} (tied to the embedding, so not in N)" if tied else \
-        "LM head counted (untied: in N)"
+    head_note = (f"LM head {_share(head, primary)} (tied to the embedding, so not in N)" if tied else
+                 "nothing for the LM head (untied, so in N; N also holds norm weights, which do no matmul work)")
     rows = [
         ("6N" if train else "2N", six, "analytic",
          f"leaves out attention matmuls {_share(attention, primary)} and {head_note}; "
          "the rest is what N·D cannot see (e.g. BERT's MLM transform)"),
         ("PaLM 6N+12LHQT" if train else "PaLM 2N+4LHQT", adjust(palm(shape) // (1 if train else 3), True),
-         "analytic", f"adds the attention matmuls to 6N; still leaves out the {head_note}"),
+         "analytic", f"adds the attention matmuls to 6N; leaves out {head_note}"),
         ("Kaplan 2N+2·L·n_ctx·d_attn" + (" x3" if train else ""), passes * kaplan_forward(shape),
          "analytic", f"counts attention once per QKᵀ/PV pair: half the attention {_share(attention // 2, primary)}; "
-         f"and the {head_note}"),
+         f"and leaves out {head_note}"),
         ("Megatron-LM eq. 3, no recompute" + ("" if train else " /3"),
          adjust(megatron(shape, recompute=False) // (1 if train else 3), True), "analytic",
          "every matmul incl. LM head, as torch counts; differs only by ops outside the "

@@ -67,3 +67,12 @@ def test_count_cli_json_and_csv(tmp_path):
     assert round(100 * data["mfu"]["mfu"], 2) == 37.14
     rows = (tmp_path / "gpt2.csv").read_text().splitlines()
     assert rows[0] == "kind,name,flops,delta_pct,reason" and any(r.startswith("module,") for r in rows)
+
+
+def test_fvcore_joins_the_table_and_agrees_with_torch(tiny_spec):
+    from harness.fvcount import count_fvcore_forward
+
+    spec = tiny_spec("llama")
+    report = reconcile(spec, fvcore_count=count_fvcore_forward(spec).total)
+    fvcore = next(f for f in report.figures if f.name.startswith("fvcore"))
+    assert fvcore.flops == report.primary_flops and fvcore.delta_pct == 0.0
