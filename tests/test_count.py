@@ -140,3 +140,20 @@ def test_t5_analytic_splits_encoder_and_decoder(tiny_spec):
     analytic = analytic_flops(spec, params)
     assert analytic.six_n == six_n * 2
     assert analytic.palm == (six_n + attention) * 2
+
+
+def test_gpt2_anchor_per_layer_and_lm_head_from_the_module_breakdown():
+    spec = build_spec({"model": {"preset": "gpt2"}, "train": {"batch_size": 1, "seq_len": 1024}})
+    forward, _ = count_model_flops(spec, backward=False)
+    for i in range(12):
+        assert forward.by_module[f"GPT2LMHeadModel.transformer.h.{i}"] == GPT2_LAYER_FORWARD
+    assert forward.by_module["GPT2LMHeadModel.lm_head"] == GPT2_LM_HEAD
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_real_cpu_step_counts_what_the_fake_replica_counts(tiny_spec, family, attention):
+    spec = tiny_spec(family, model={"attention": attention})
+    model, batch = build_model(spec.model, "cpu"), make_batch(spec, "cpu")
+    assert count_flops(model, batch, backward=False).total == count_model_flops(spec, backward=False)[0].total
+    assert count_flops(model, batch).total == count_model_flops(spec)[0].total
