@@ -273,7 +273,6 @@ def hw(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
 ) -> None:
     """Show the device and its peak matmul FLOP/s, measured and from the datasheet."""
-    from harness.config import DeviceKind  # noqa: F401  (documents the allowed values)
     from harness.env import collect_env
     from harness.errors import ConfigError
     from harness.peaks import datasheet_peak, measure_peak

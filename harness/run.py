@@ -72,8 +72,9 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
     log(f"timing {spec.measure.warmup_steps} warm-up + {spec.measure.steps} measured steps")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    clock = clock or clock_for(device.type)
     times = time_steps(step, warmup=spec.measure.warmup_steps, steps=spec.measure.steps,
-                       clock=clock or clock_for(device.type), on_step=on_step)
+                       clock=clock, on_step=on_step)
     peak_memory, memory_method = _peak_memory(device)
 
     achieved = times.per_s(model_count.total)
@@ -143,7 +144,7 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
                          "dtype": measured_peak.dtype, "reps": measured_peak.reps,
                          "trials": measured_peak.trials, "clock": measured_peak.clock},
         },
-        timing={"clock": getattr(clock or clock_for(device.type), "name", type(clock).__name__),
+        timing={"clock": getattr(clock, "name", type(clock).__name__),
                 "warmup_steps": spec.measure.warmup_steps, "steps": spec.measure.steps,
                 "throughput_rule": "tokens per step x steps / total measured seconds"},
         warnings=run_warnings,
