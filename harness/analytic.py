@@ -29,6 +29,8 @@ class Shape:
     dec_len: int = 0
     dec_params: int = 0
     has_lm_head: bool = True
+    enc_non_matmul: int = 0  # of enc_params / dec_params: biases and norm weights (no matmul)
+    dec_non_matmul: int = 0
 
 
 def shape_of(spec, params) -> Shape:
@@ -40,8 +42,10 @@ def shape_of(spec, params) -> Shape:
     if m.family == "t5":
         return Shape(**common, enc_layers=m.layers, enc_len=t.seq_len,
                      enc_params=params.encoder_non_embedding, dec_layers=m.decoder_layers,
-                     dec_len=t.decoder_seq_len, dec_params=params.decoder_non_embedding)
-    return Shape(**common, enc_layers=m.layers, enc_len=t.seq_len, enc_params=params.non_embedding)
+                     dec_len=t.decoder_seq_len, dec_params=params.decoder_non_embedding,
+                     enc_non_matmul=params.encoder_non_matmul, dec_non_matmul=params.decoder_non_matmul)
+    return Shape(**common, enc_layers=m.layers, enc_len=t.seq_len, enc_params=params.non_embedding,
+                 enc_non_matmul=params.non_matmul)
 
 
 def _tokens(s: Shape) -> tuple[int, int]:
@@ -54,6 +58,19 @@ def attention_score_flops(s: Shape) -> int:
     enc_tokens, dec_tokens = _tokens(s)
     return 4 * s.d_attn * (s.enc_layers * enc_tokens * s.enc_len
                            + s.dec_layers * dec_tokens * (s.dec_len + s.enc_len))
+
+
+def non_matmul_forward(s: Shape) -> int:
+    """What 2N per token credits to parameters that do no matmul (biases, norm weights):
+    2 FLOPs per such parameter per token of its stack. Torch counts none of it."""
+    enc_tokens, dec_tokens = _tokens(s)
+    return 2 * (s.enc_non_matmul * enc_tokens + s.dec_non_matmul * dec_tokens)
+
+
+def lm_head_forward(s: Shape) -> int:
+    """The LM head's matmul: 2·tokens·d_model·vocab over the decoder's (or only stack's) tokens."""
+    enc_tokens, dec_tokens = _tokens(s)
+    return 2 * (dec_tokens if s.dec_layers else enc_tokens) * s.d_model * s.vocab if s.has_lm_head else 0
 
 
 def six_n(s: Shape) -> int:
@@ -98,9 +115,7 @@ def megatron(s: Shape, recompute: bool) -> int:
     layers = s.enc_layers * _layer_forward(s, enc_tokens, s.enc_len, None)
     if s.dec_layers:
         layers += s.dec_layers * _layer_forward(s, dec_tokens, s.dec_len, s.enc_len)
-    head_tokens = dec_tokens if s.dec_layers else enc_tokens
-    head = 2 * head_tokens * s.d_model * s.vocab if s.has_lm_head else 0
-    return (4 if recompute else 3) * layers + 3 * head
+    return (4 if recompute else 3) * layers + 3 * lm_head_forward(s)
 
 
 @dataclass(frozen=True)

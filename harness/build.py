@@ -80,12 +80,17 @@ def build_model(spec: ModelSpec, device: torch.device | str = "cpu", seed: int =
 class ParamCounts:
     """Parameter counts. `non_embedding` excludes every nn.Embedding table (token, position,
     token-type, T5's relative-position bias), as Kaplan et al. 2020 do; a tied LM head shares
-    the token table and so is excluded too, an untied head (Llama) counts."""
+    the token table and so is excluded too, an untied head (Llama) counts. `non_matmul` are the
+    non-embedding parameters that do no matmul work (biases, norm weights: every tensor of fewer
+    than two dimensions); N·D formulas count 2 FLOPs per token for them too."""
 
     total: int
     non_embedding: int
     encoder_non_embedding: int | None = None  # T5 only
     decoder_non_embedding: int | None = None  # T5 only
+    non_matmul: int = 0
+    encoder_non_matmul: int | None = None     # T5 only
+    decoder_non_matmul: int | None = None     # T5 only
 
 
 def count_params(model: nn.Module) -> ParamCounts:
@@ -96,12 +101,16 @@ def count_params(model: nn.Module) -> ParamCounts:
     def non_embedding(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters() if id(p) not in embedding_ids)
 
+    def non_matmul(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters() if id(p) not in embedding_ids and p.dim() < 2)
+
     total = sum(p.numel() for p in model.parameters())
     encoder = getattr(model, "encoder", None)
     decoder = getattr(model, "decoder", None)
     if isinstance(encoder, nn.Module) and isinstance(decoder, nn.Module):
-        return ParamCounts(total, non_embedding(model), non_embedding(encoder), non_embedding(decoder))
-    return ParamCounts(total, non_embedding(model))
+        return ParamCounts(total, non_embedding(model), non_embedding(encoder), non_embedding(decoder),
+                           non_matmul(model), non_matmul(encoder), non_matmul(decoder))
+    return ParamCounts(total, non_embedding(model), non_matmul=non_matmul(model))
 
 
 def make_batch(spec: RunSpec, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:

@@ -128,10 +128,10 @@ def _count_table(report) -> None:
     console.print(f"conventions: FLOP = {conv['flop']}; causal halving "
                   f"{'on' if conv['causal_halving'] else 'off'}; recomputation not counted")
     table = Table(title="FLOPs per optimizer step, reconciled", show_lines=False)
-    for col in ("figure", "FLOPs", "vs primary", "reason"):
-        table.add_column(col, justify="right" if col in ("FLOPs", "vs primary") else "left")
+    for col in ("figure", "FLOPs", "vs primary", "reason (named gaps to the primary)", "unexplained"):
+        table.add_column(col, justify="left" if col == "figure" or col.startswith("reason") else "right")
     for f in report.figures:
-        table.add_row(f.name, f"{f.flops:,}", f"{f.delta_pct:+.2f}%", f.reason)
+        table.add_row(f.name, f"{f.flops:,}", f"{f.delta_pct:+.2f}%", f.reason, f"{f.unexplained:,}")
     console.print(table)
     top = Table(title="top modules")
     top.add_column("module")
@@ -142,8 +142,13 @@ def _count_table(report) -> None:
     console.print(top)
     ops = ", ".join(f"{k} {v:,}" for k, v in report.by_operator.items())
     console.print(f"by operator: {ops}")
-    console.print(f"no formula (listed, not counted): "
+    console.print("arithmetic with no formula (real work, not counted): "
                   + ", ".join(f"{k} x{v}" for k, v in report.uncounted_ops.items()))
+    console.print(f"no arithmetic (views, copies, indexing, comparisons): {len(report.data_movement_ops)} ops, "
+                  f"{sum(report.data_movement_ops.values()):,} calls")
+    if report.fvcore_unsupported_ops is not None:
+        console.print("fvcore, no handle (not counted by fvcore): "
+                      + ", ".join(f"{k} x{v}" for k, v in report.fvcore_unsupported_ops.items()))
     if report.mfu:
         u = report.mfu
         console.print(f"[bold]MFU {u['mfu']:.2%}[/bold]: {u['model_flops_per_step']:,} FLOPs/step over "
@@ -160,15 +165,19 @@ def _write_csv(report, path: Path) -> None:
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["kind", "name", "flops", "delta_pct", "reason"])
+    writer.writerow(["kind", "name", "flops", "delta_pct", "unexplained", "reason"])
     for f in report.figures:
-        writer.writerow(["figure", f.name, f.flops, f"{f.delta_pct:.4f}", f.reason])
+        writer.writerow(["figure", f.name, f.flops, f"{f.delta_pct:.4f}", f.unexplained, f.reason])
     for name, flops in report.by_module.items():
-        writer.writerow(["module", name, flops, "", ""])
+        writer.writerow(["module", name, flops, "", "", ""])
     for name, flops in report.by_operator.items():
-        writer.writerow(["operator", name, flops, "", ""])
+        writer.writerow(["operator", name, flops, "", "", ""])
     for name, calls in report.uncounted_ops.items():
-        writer.writerow(["uncounted_op", name, "", "", f"{calls} calls, no formula"])
+        writer.writerow(["uncounted_op", name, "", "", "", f"{calls} calls, arithmetic with no formula"])
+    for name, calls in report.data_movement_ops.items():
+        writer.writerow(["data_movement_op", name, "", "", "", f"{calls} calls, no arithmetic"])
+    for name, calls in (report.fvcore_unsupported_ops or {}).items():
+        writer.writerow(["fvcore_unsupported_op", name, "", "", "", f"{calls} calls, no fvcore handle"])
     write_text_atomic(path, buffer.getvalue())
 
 
@@ -217,12 +226,12 @@ def count(
 
     from harness.reconcile import mfu_from_outside, reconcile
 
-    fv_total = None
+    fv_count = None
     if fvcore:
         from harness.fvcount import count_fvcore_forward
 
-        fv_total = count_fvcore_forward(spec).total * spec.train.grad_accum
-    report = reconcile(spec, mode=mode, depth=depth, causal_halving=causal_halving, fvcore_count=fv_total)
+        fv_count = count_fvcore_forward(spec)
+    report = reconcile(spec, mode=mode, depth=depth, causal_halving=causal_halving, fvcore_count=fv_count)
     if peak is not None:
         if mode != "train":
             raise ConfigError("--mode", "MFU needs --mode train (model FLOPs of a training step)")

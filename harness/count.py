@@ -98,6 +98,27 @@ for _op in (aten._flash_attention_backward, aten._efficient_attention_backward):
     MODEL_FORMULAS[_op] = _scaled(flop_counter.flop_registry[_op], 4 / 5)
 
 
+# Ops that move, view, allocate or index data and do no arithmetic: listed apart from the ops
+# that do real work without a formula (elementwise, norms, softmax, loss), so that the list
+# of what the count leaves out is readable. An op not named here counts as arithmetic.
+DATA_MOVEMENT_OPS = frozenset(f"aten.{name}" for name in (
+    "view", "_unsafe_view", "reshape", "expand", "t", "transpose", "permute", "unsqueeze", "squeeze",
+    "slice", "select", "split", "split_with_sizes", "chunk", "unbind", "detach", "alias", "clone",
+    "contiguous", "cat", "stack", "copy_", "_to_copy", "to", "empty", "empty_like", "empty_strided",
+    "zeros", "zeros_like", "ones", "ones_like", "new_ones", "new_zeros", "new_empty", "full",
+    "full_like", "fill_", "zero_", "arange", "scalar_tensor", "lift_fresh", "constant_pad_nd",
+    "index", "gather", "embedding", "as_strided", "masked_fill", "where", "eq", "ne", "le", "lt",
+    "ge", "gt", "bitwise_and", "bitwise_or", "bitwise_not", "logical_not", "_local_scalar_dense",
+)) | {"prim.device"}
+
+
+def split_uncounted(uncounted: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(ops that do arithmetic but have no formula, ops that only move or view data), each op → calls."""
+    arithmetic = {op: n for op, n in uncounted.items() if op not in DATA_MOVEMENT_OPS}
+    movement = {op: n for op, n in uncounted.items() if op in DATA_MOVEMENT_OPS}
+    return arithmetic, movement
+
+
 class _OpCensus(TorchDispatchMode):
     """Counts every op dispatched, so that ops without a formula can be reported."""
 

@@ -83,12 +83,21 @@ BAD_INPUT = [
     (lambda t: ["run", _bad(t, "d.yaml", "model: [unclosed\n")], "malformed YAML"),
     (lambda t: ["run", "gpt2", "--set", "nonsense"], "--set"),
     (lambda t: ["run", "gpt2", "--frobnicate"], "No such option"),
+    (lambda t: ["count", "gpt7"], "config: file not found"),
+    (lambda t: ["count", "gpt2", "--mode", "sideways"], "--mode"),
+    (lambda t: ["count", "gpt2", "--depth", "-2"], "--depth"),
+    (lambda t: ["count", "gpt2", "--seq", "2048"], "train.seq_len"),
+    (lambda t: ["count", "gpt2", "--batch", "0"], "train.batch_size"),
+    (lambda t: ["count", "gpt2", "--step-time", "-1", "--gpu", "A100"], "--step-time"),
 ]
 
 
 @pytest.mark.parametrize("args, message", BAD_INPUT)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, args, message):
-    out = harness(*args(tmp_path), "--results-dir", str(tmp_path / "results"), cwd=tmp_path)
+    argv = args(tmp_path)
+    if argv[0] == "run":
+        argv += ["--results-dir", str(tmp_path / "results")]
+    out = harness(*argv, cwd=tmp_path)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
