@@ -317,6 +317,11 @@ def hw(
         Console().print(f"NVML: absent ({env['nvml']['reason']})")
 
 
+from harness.cli_cost import register as _register_cost  # noqa: E402  (commands defined above come first)
+
+_register_cost(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps input errors to exit 2 and interrupts to exit 130, without tracebacks."""
     command = typer.main.get_command(app)

@@ -124,3 +124,32 @@ def load_runs(results_dir: Path):
         return pd.read_sql_query("SELECT * FROM runs ORDER BY created_at", conn)
     finally:
         conn.close()
+
+
+def load_records(results_dir: Path) -> list[dict[str, Any]]:
+    """Every stored record (the full JSON form), oldest first."""
+    db_path = results_dir / DB_NAME
+    if not db_path.exists():
+        return []
+    conn = connect(db_path)
+    try:
+        rows = conn.execute("SELECT record_json FROM runs ORDER BY created_at, run_id").fetchall()
+    finally:
+        conn.close()
+    return [json.loads(r[0]) for r in rows]
+
+
+def find_record(results_dir: Path, run_id: str | None) -> dict[str, Any]:
+    """The record `run_id`, or the latest one when `run_id` is None; ConfigError if absent."""
+    from harness.errors import ConfigError
+
+    records = load_records(results_dir)
+    if not records:
+        raise ConfigError("--run", f"no stored runs in {results_dir}; run `harness run` first")
+    if run_id is None:
+        return records[-1]
+    matches = [r for r in records if r["run_id"] == run_id or r["run_id"].startswith(run_id)]
+    if len(matches) != 1:
+        raise ConfigError("--run", f"{'no' if not matches else 'more than one'} stored run matches "
+                          f"{run_id!r} in {results_dir}")
+    return matches[0]

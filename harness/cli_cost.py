@@ -1,0 +1,261 @@
+"""The cost commands of the `harness` CLI: `estimate`, `prices update|show`, `reproduce ai21`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+prices_app = typer.Typer(no_args_is_help=True, help="Cloud GPU price tables: fetch, cache, show.")
+reproduce_app = typer.Typer(no_args_is_help=True, help="Published cost tables recomputed beside the paper.")
+
+
+def _results_dir(value: Optional[Path]) -> Path:
+    return value or Path(os.environ.get("HARNESS_RESULTS_DIR", "results"))
+
+
+def _cache_dir(results_dir: Path) -> Path:
+    return results_dir / "cache" / "prices"
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
+
+
+def _warn(console, warnings) -> None:
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+
+
+def _check_sources(sources: list[str]) -> list[str]:
+    from harness.errors import ConfigError
+    from harness.prices import DEFAULT_SOURCES, SOURCES
+
+    for name in sources:
+        if name not in SOURCES:
+            raise ConfigError("--source", f"unknown source {name!r}; allowed: {', '.join(SOURCES)}")
+    return sources or list(DEFAULT_SOURCES)
+
+
+def _url_overrides(sources: list[str], url: Optional[str]) -> dict[str, str] | None:
+    from harness.errors import ConfigError
+    from harness.prices import check_url
+
+    if url is None:
+        return None
+    if len(sources) != 1:
+        raise ConfigError("--url", "give exactly one --source with --url")
+    check_url(url)
+    return {sources[0]: url}
+
+
+@prices_app.command("update")
+def prices_update(
+    source: List[str] = typer.Option([], "--source", help="Source name (repeatable); default all."),
+    url: Optional[str] = typer.Option(None, "--url", help="Fetch this URL instead of the source's default (https, or http on loopback)."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Cache under DIR/cache/prices."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Fetch price tables now (ignoring the cache's age) and cache them; fall back on failure."""
+    from rich.console import Console
+
+    from harness.prices import update
+
+    sources = _check_sources(source)
+    result = update(sources, cache_dir=_cache_dir(_results_dir(results_dir)), urls=_url_overrides(sources, url))
+    if as_json:
+        _print_json({"tables": [dict(t) for t in result.tables], "warnings": list(result.warnings),
+                     "offers": len(result.offers)})
+        return
+    console = Console(stderr=False)
+    for t in result.tables:
+        console.print(f"{t['name']}: {t['n_offers']} offers, {t['provenance']} ({t['as_of']}) from {t['url']}",
+                      soft_wrap=True)
+    _warn(console, result.warnings)
+
+
+@prices_app.command("show")
+def prices_show(
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="Only this GPU model (H100, A100, V100, ...)."),
+    spot: Optional[bool] = typer.Option(None, "--spot/--on-demand", help="Only spot or only on-demand offers."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Cache under DIR/cache/prices."),
+    as_json: bool = typer.Option(False, "--json", help="Print the offers as JSON."),
+) -> None:
+    """Show the offers from the cache (any age) or the bundled snapshot; never fetches."""
+    import dataclasses
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.prices import filter_offers, load_prices
+
+    result = load_prices(cache_dir=_cache_dir(_results_dir(results_dir)), offline=True)
+    offers = sorted(filter_offers(result.offers, gpu=gpu, spot=spot), key=lambda o: o.usd_per_gpu_hour)
+    if as_json:
+        _print_json({"offers": [dataclasses.asdict(o) for o in offers], "warnings": list(result.warnings),
+                     "tables": [dict(t) for t in result.tables]})
+        return
+    table = Table(title="GPU offers, $ per GPU-hour (cheapest first)")
+    for col in ("provider", "instance", "region", "gpu", "gpus", "$/h", "$/GPU-h", "spot", "as of", "from"):
+        table.add_column(col, justify="right" if col in ("gpus", "$/h", "$/GPU-h") else "left")
+    for o in offers:
+        table.add_row(o.provider, o.instance, o.region, o.gpu, str(o.gpus_per_instance), f"{o.usd_per_hour:.2f}",
+                      f"{o.usd_per_gpu_hour:.3f}", "spot" if o.spot else "", o.as_of, o.provenance)
+    console = Console()
+    console.print(table)
+    _warn(console, result.warnings)
+
+
+def estimate(
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (or a unique prefix) to extrapolate."),
+    latest: bool = typer.Option(False, "--latest", help="Use the latest stored run."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus name (configs/corpora) or YAML file."),
+    plan: Optional[str] = typer.Option(None, "--plan", help="Plan name (configs/plans) or YAML file; default the corpus's recipe, else one epoch."),
+    devices: int = typer.Option(1, "--devices", help="Devices training together."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="Project to this GPU (datasheet peak x utilization)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Precision on --gpu (default: the run's)."),
+    utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU on --gpu when no run was measured there."),
+    scaling_efficiency: Optional[float] = typer.Option(None, "--scaling-efficiency", help="Weak-scaling efficiency on N devices (default 1.0, labelled assumed)."),
+    fully_loaded: float = typer.Option(20.0, "--fully-loaded-multiplier", help="Runs per project (AI21: 2 configurations x 10 runs)."),
+    offline: bool = typer.Option(False, "--offline", help="No network: cached tables or the bundled snapshot."),
+    source: List[str] = typer.Option([], "--source", help="Price source (repeatable); default all."),
+    url: Optional[str] = typer.Option(None, "--url", help="URL for the one --source (https, or http on loopback)."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where runs and the price cache are."),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
+) -> None:
+    """Extrapolate a measured run to a whole training job and price it per cloud offer."""
+    from harness.errors import ConfigError
+    from harness.estimate import estimate as extrapolate
+    from harness.plans import load_corpus, load_plan, one_epoch
+    from harness.prices import load_prices
+    from harness.store import find_record, load_records
+
+    if run is not None and latest:
+        raise ConfigError("--run", "give --run RUN_ID or --latest, not both")
+    if run is None and not latest:
+        raise ConfigError("--run", "give --run RUN_ID or --latest")
+    if corpus is None and plan is None:
+        raise ConfigError("--corpus", "required (or a --plan that sets its own volume)")
+    root = _results_dir(results_dir)
+    the_corpus = load_corpus(corpus) if corpus is not None else None
+    if plan is not None:
+        the_plan = load_plan(plan)
+    elif the_corpus is not None and the_corpus.plan:
+        the_plan = load_plan(the_corpus.plan)
+    else:
+        the_plan = one_epoch()
+    if the_corpus is None and the_plan.corpus:
+        the_corpus = load_corpus(the_plan.corpus)
+    sources = _check_sources(source)
+    urls = _url_overrides(sources, url)
+    record = find_record(root, run)
+    prices = load_prices(sources, cache_dir=_cache_dir(root), urls=urls, offline=offline)
+    result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=load_records(root),
+                         devices=devices, gpu=gpu, dtype=dtype, utilization=utilization,
+                         scaling_efficiency=scaling_efficiency, fully_loaded_multiplier=fully_loaded,
+                         price_warnings=prices.warnings)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        _estimate_table(result)
+
+
+def _estimate_table(e) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    model = e.model.get("preset") or e.model.get("family")
+    corpus = f" on {e.corpus['name']} ({e.corpus['tokens']:.3g} tokens/epoch)" if e.corpus else ""
+    console.print(f"[bold]{model}[/bold] ({e.params / 1e6:,.2f}M params, {e.dtype}), plan {e.plan['name']}{corpus}; "
+                  f"from run {e.run_id}", soft_wrap=True)
+    phases = Table(title="phases")
+    for col in ("phase", "seq", "tokens", "FLOPs/token", "FLOPs", "FLOP/s (1 device)", "rate from"):
+        phases.add_column(col, justify="left" if col in ("phase", "rate from") else "right")
+    for p in e.phases:
+        phases.add_row(p.name, str(p.seq_len), f"{p.tokens:.4g}", f"{p.flops_per_token:.4g}", f"{p.flops:.4g}",
+                       f"{p.flops_per_s:.4g}", p.rate_source)
+    console.print(phases)
+    util = "unknown" if e.utilization is None else f"{e.utilization:.1%}"
+    console.print(f"hardware: {e.hardware} ({e.hardware_source}); utilization {util} — {e.utilization_source}",
+                  soft_wrap=True)
+    console.print(f"total: {e.tokens_total:.4g} tokens, {e.flops_total:.4g} FLOPs; {e.device_hours:,.1f} device-hours; "
+                  f"{e.wall_hours:,.1f} h wall ({e.wall_hours / 24:,.1f} days) on {e.devices} device(s), "
+                  f"scaling efficiency {e.scaling_efficiency:.2f} ({e.scaling_efficiency_source})", soft_wrap=True)
+    if e.offers:
+        table = Table(title=f"cost per offer: one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
+        for col in ("provider", "instance", "region", "gpus", "$/GPU-h", "spot", "one run", "fully loaded", "as of", "from"):
+            table.add_column(col, justify="right" if col in ("gpus", "$/GPU-h", "one run", "fully loaded") else "left")
+        for o in e.offers:
+            table.add_row(o.provider, o.instance, o.region, str(o.gpus_per_instance), f"{o.usd_per_gpu_hour:.3f}",
+                          "spot" if o.spot else "", _usd(o.cost_usd), _usd(o.cost_usd * e.fully_loaded["multiplier"]),
+                          o.as_of, o.provenance)
+        console.print(table)
+        console.print(f"[bold]one run: {_usd(e.cost_usd_min)} – {_usd(e.cost_usd_max)}; fully loaded: "
+                      f"{_usd(e.fully_loaded['cost_usd_min'])} – {_usd(e.fully_loaded['cost_usd_max'])}[/bold] "
+                      f"({e.fully_loaded['source']})", soft_wrap=True)
+    for note in e.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    _warn(console, e.price_warnings)
+
+
+@reproduce_app.command("ai21")
+def reproduce_ai21(
+    gpu: str = typer.Option("V100 SXM2", "--gpu", help="GPU the rows are priced on (datasheet peak)."),
+    dtype: str = typer.Option("fp16", "--dtype", help="Precision of the datasheet peak."),
+    utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU (default: 30%, labelled assumed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """AI21's BERT/T5 cost table (Sharir et al. 2020) rebuilt from 6·N·tokens and snapshot prices."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.prices import load_snapshot
+    from harness.reproduce import AI21_SOURCE, reproduce_ai21 as rebuild
+
+    snapshot = load_snapshot()
+    rows = rebuild(snapshot.offers, gpu=gpu, dtype=dtype, utilization=utilization)
+    if as_json:
+        _print_json({"source": AI21_SOURCE, "prices": "bundled snapshot (configs/prices/snapshot.csv), on-demand",
+                     "rows": [r.to_dict() for r in rows]})
+        return
+    first = rows[0]
+    console = Console(width=max(170, Console().width))
+    console.print(f"{AI21_SOURCE}: paper beside 6·N·tokens on {first.gpu} {first.dtype} "
+                  f"({first.peak_flops_per_s / 1e12:g} TFLOP/s datasheet) x utilization {first.utilization:.0%} "
+                  f"({first.utilization_source}); on-demand snapshot prices "
+                  f"{_usd(first.usd_per_gpu_hour_min)}–{_usd(first.usd_per_gpu_hour_max)} per GPU-hour", soft_wrap=True)
+    table = Table()
+    for col in ("model", "tokens", "FLOPs", "GPU-hours", "computed one run", "paper one run", "ratio",
+                "computed fully loaded", "paper fully loaded", "utilization implied by paper"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        ratio = "n/a" if r.ratio_min is None else f"{r.ratio_min:.2f}–{r.ratio_max:.2f}"
+        implied = ("n/a" if r.implied_utilization_min is None
+                   else f"{r.implied_utilization_min:.1%}–{r.implied_utilization_max:.1%}")
+        table.add_row(r.model, f"{r.tokens:.3g}", f"{r.flops:.3g}", f"{r.device_hours:,.0f}",
+                      f"{_usd(r.cost_usd_min)}–{_usd(r.cost_usd_max)}", _usd(r.paper_usd_one_run), ratio,
+                      f"{_usd(r.fully_loaded_usd_min)}–{_usd(r.fully_loaded_usd_max)}",
+                      _usd(r.paper_usd_fully_loaded), implied)
+    console.print(table)
+    console.print("The paper states no price per GPU-hour and no utilization; the last column is the MFU at which "
+                  "these prices reproduce its one-run figure. T5-11B: the paper says 'well above $1.3 million'.",
+                  soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the cost commands to the main app."""
+    app.command("estimate")(estimate)
+    app.add_typer(prices_app, name="prices")
+    app.add_typer(reproduce_app, name="reproduce")

@@ -1,0 +1,282 @@
+"""Estimate: a measured run extrapolated to a whole training job, priced per cloud offer.
+
+Data flow: a stored run record + a corpus + a plan (+ price offers) → an :class:`Estimate`.
+
+* Tokens per phase come from the plan (steps × batch × length, tokens, or epochs × corpus).
+* FLOPs per token are counted (torch's counter on a fake replica) at each phase's length, so
+  attention's growth with length is in the total; the measured run's own length is counted too.
+* Time: on the measured hardware, each phase runs at the achieved FLOP/s of a stored run at that
+  length when one exists (same model, device, dtype), otherwise at the measured run's achieved
+  FLOP/s (stated as scaled). On hardware that was not measured (`gpu=`): datasheet peak ×
+  a utilization taken, in order, from stored runs on that hardware model, from the user, or
+  from a labelled default.
+* N devices: device-hours = one-device time / scaling efficiency; wall time = device-hours / N.
+  The efficiency is the user's, or 1.0 labelled as an assumption (no multi-device record).
+* Cost per offer = device-hours × the offer's price per GPU-hour (pro rata; whole instances cost
+  more when N is not a multiple of the GPUs per instance). Fully loaded = × a multiplier,
+  default 20: AI21's "two configurations and ten runs per configuration".
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+from harness.errors import ConfigError
+from harness.plans import Corpus, Plan
+
+DEFAULT_UTILIZATION = 0.30  # nanoGPT's assumed MFU for its 6ND projection (REFERENCE §3)
+DEFAULT_UTILIZATION_SOURCE = "assumed default 30% MFU (nanoGPT's projection; no measured run on this hardware)"
+FULLY_LOADED_MULTIPLIER = 20  # AI21 (Sharir et al. 2020): 2 configurations x 10 runs
+
+
+@dataclass(frozen=True)
+class PhaseEstimate:
+    """One plan phase: its tokens, FLOPs and one-device time, each with where it came from."""
+
+    name: str
+    seq_len: int
+    tokens: float
+    flops_per_token: float
+    flops: float
+    flops_per_s: float          # the rate the phase is timed at (one device)
+    rate_source: str            # measured | scaled | projected, with the run id
+    device_s: float             # on one device, before scaling efficiency
+
+
+@dataclass(frozen=True)
+class OfferCost:
+    """One cloud offer and what the whole job costs on it."""
+
+    provider: str
+    instance: str
+    region: str
+    gpu: str
+    gpus_per_instance: int
+    usd_per_hour: float
+    usd_per_gpu_hour: float
+    spot: bool
+    as_of: str
+    source: str
+    provenance: str
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A whole training job: tokens, FLOPs, device-hours, wall time and cost per offer."""
+
+    run_id: str
+    model: dict[str, Any]
+    params: int
+    dtype: str
+    corpus: dict[str, Any] | None
+    plan: dict[str, Any]
+    phases: list[PhaseEstimate]
+    tokens_total: float
+    flops_total: float
+    hardware: str
+    hardware_source: str               # measured | projected
+    peak_flops_per_s: float | None
+    peak_source: str | None
+    utilization: float | None
+    utilization_source: str
+    devices: int
+    scaling_efficiency: float
+    scaling_efficiency_source: str
+    device_hours: float
+    wall_hours: float
+    offers: list[OfferCost]
+    cost_usd_min: float | None
+    cost_usd_max: float | None
+    fully_loaded: dict[str, Any]
+    price_warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def gpu_key(name: str) -> str:
+    """The GPU model family a price row and a datasheet row share: "H100 SXM", "H100",
+    "NVIDIA H100 80GB HBM3" → "H100"; "A100-80GB" → "A100". Memory sizes and form factors are
+    priced together."""
+    match = re.search(r"\b([A-Z]+\d+[A-Z]?)\b", name.upper().replace("-", " "))
+    return match.group(1) if match else name.upper()
+
+
+def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = set(a) | set(b)
+    return all(a.get(k) == b.get(k) for k in keys if k not in ("preset",))
+
+
+def _device_gpu(record: dict[str, Any]) -> str | None:
+    """The datasheet row name of a record's device, or None (CPU, unknown GPU)."""
+    from harness.peaks import datasheet_row
+
+    if record["device"].get("type") != "cuda":
+        return None
+    row = datasheet_row(record["device"].get("name", ""))
+    return row.gpu if row else None
+
+
+def flops_per_token(spec, seq_len: int, decoder_seq_len: int | None) -> float:
+    """Model FLOPs of one training token at `seq_len` (one sequence, counted on a fake replica)."""
+    from harness.count import count_model_flops
+
+    train = {"batch_size": 1, "seq_len": seq_len, "grad_accum": 1}
+    if decoder_seq_len is not None:
+        train["decoder_seq_len"] = decoder_seq_len
+    one = spec.model_copy(update={"train": spec.train.model_copy(update=train)})
+    count, _ = count_model_flops(one, backward=True)
+    return count.total / seq_len
+
+
+def _phase_lengths(spec, plan: Plan) -> list[tuple[int, int | None]]:
+    model, train = spec.model, spec.train
+    lengths = []
+    for i, phase in enumerate(plan.phases):
+        seq = phase.seq_len or train.seq_len
+        if model.max_positions is not None and seq > model.max_positions:
+            raise ConfigError(f"plan.phases[{i}].seq_len", f"{seq} exceeds the model's max_positions "
+                              f"{model.max_positions}; allowed: 1..{model.max_positions}")
+        dec = None
+        if model.family == "t5":  # the run's decoder/encoder ratio unless the phase says
+            dec = phase.decoder_seq_len or max(1, round(train.decoder_seq_len * seq / train.seq_len))
+        lengths.append((seq, dec))
+    return lengths
+
+
+def _utilization_for(gpu: str, dtype: str, records: Sequence[dict[str, Any]], user: float | None,
+                     notes: list[str]) -> tuple[float, str]:
+    """Utilization on hardware `gpu`: stored runs on it, else the user's, else the default."""
+    measured = [r for r in records if _device_gpu(r) == gpu and r["dtype"] == dtype
+                and r.get("mfu_datasheet")]
+    if measured:
+        value = statistics.median(r["mfu_datasheet"] for r in measured)
+        if user is not None:
+            notes.append(f"--utilization {user} not used: runs measured on {gpu} take precedence")
+        ids = ", ".join(r["run_id"] for r in measured[:5])
+        return value, f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})"
+    if user is not None:
+        return user, "user-given (--utilization)"
+    return DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE
+
+
+def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offers: Iterable = (),
+             records: Sequence[dict[str, Any]] = (), devices: int = 1, gpu: str | None = None,
+             utilization: float | None = None, scaling_efficiency: float | None = None,
+             dtype: str | None = None,
+             fully_loaded_multiplier: float = FULLY_LOADED_MULTIPLIER,
+             price_warnings: Sequence[str] = ()) -> Estimate:
+    """Extrapolate `record` (a stored run, JSON form) to `plan` over `corpus`.
+
+    `records` are the other stored runs (for measurements at other lengths or on `gpu`);
+    `offers` are harness.prices.Offer values; `gpu` names hardware to project to (datasheet),
+    in `dtype` (default: the run's)."""
+    from harness.config import build_spec
+    from harness.peaks import datasheet_by_name, math_mode
+
+    if devices < 1:
+        raise ConfigError("--devices", "must be >= 1")
+    if utilization is not None and not 0 < utilization <= 1:
+        raise ConfigError("--utilization", f"must be in (0, 1], got {utilization}")
+    if scaling_efficiency is not None and not 0 < scaling_efficiency <= 1:
+        raise ConfigError("--scaling-efficiency", f"must be in (0, 1], got {scaling_efficiency}")
+    if fully_loaded_multiplier < 1:
+        raise ConfigError("--fully-loaded-multiplier", "must be >= 1")
+    spec = build_spec(record["spec"])
+    lengths = _phase_lengths(spec, plan)
+    notes: list[str] = []
+    measured_gpu = _device_gpu(record)
+    if dtype is not None and dtype not in ("fp32", "tf32", "bf16", "fp16"):
+        raise ConfigError("--dtype", f"{dtype!r} is not allowed; allowed: fp32, tf32, bf16, fp16")
+    if dtype is not None and dtype != record["dtype"] and gpu is None:
+        raise ConfigError("--dtype", "a different precision needs --gpu (projection); the run measured "
+                          f"{record['dtype']}")
+    dtype = dtype or record["dtype"]
+    projected = gpu is not None and (measured_gpu is None or dtype != record["dtype"]
+                                     or datasheet_by_name(gpu, "fp32")[0].gpu != measured_gpu)
+    if projected:
+        mode = math_mode(dtype, dtype == record["dtype"] and record.get("env", {}).get("tf32_matmul", False))
+        row, peak = datasheet_by_name(gpu, mode)
+        util, util_source = _utilization_for(row.gpu, dtype, records, utilization, notes)
+        hardware, peak_source, rate = row.gpu, f"datasheet {mode}: {row.source}", peak * util
+    else:
+        hardware = measured_gpu or record["device"].get("name", record["device"].get("type", "?"))
+        if record.get("mfu_datasheet") is not None:
+            peak, peak_source = record["peak_flops_datasheet"], "datasheet (from the run record)"
+            util = record["mfu_datasheet"]
+        else:
+            peak, peak_source = record["peak_flops_measured"], "measured matmul peak (no datasheet figure)"
+            util = record["mfu_measured"]
+        util_source = f"measured (run {record['run_id']})"
+        if utilization is not None:
+            notes.append(f"--utilization {utilization} not used: this hardware was measured")
+        rate = record["achieved_flops_per_s"]
+
+    same = [r for r in records if r["run_id"] != record["run_id"] and _same_model(r["model"], record["model"])
+            and r["dtype"] == dtype and r["device"].get("name") == record["device"].get("name")]
+    phases = []
+    for phase, (seq, dec) in zip(plan.phases, lengths):
+        tokens = phase.tokens_total(corpus)
+        per_token = flops_per_token(spec, seq, dec)
+        if projected:
+            phase_rate, source = rate, f"projected: {hardware} datasheet peak x utilization {util:.3f}"
+        elif seq == record["seq_len"]:
+            phase_rate, source = rate, f"measured (run {record['run_id']}, seq {seq})"
+        else:
+            at_len = [r for r in same if r["seq_len"] == seq]
+            if at_len:
+                best = at_len[-1]
+                phase_rate, source = best["achieved_flops_per_s"], f"measured (run {best['run_id']}, seq {seq})"
+            else:
+                phase_rate = rate
+                source = (f"scaled: FLOPs counted at seq {seq}, timed at the achieved FLOP/s measured at "
+                          f"seq {record['seq_len']} (run {record['run_id']}); no run at seq {seq}")
+        flops = tokens * per_token
+        phases.append(PhaseEstimate(phase.name or f"phase {len(phases) + 1}", seq, tokens, per_token, flops,
+                                    phase_rate, source, flops / phase_rate))
+
+    if scaling_efficiency is None:
+        efficiency = 1.0
+        eff_source = ("assumed: ideal linear scaling (no multi-device record); an upper bound on throughput"
+                      if devices > 1 else "one device")
+    else:
+        efficiency, eff_source = scaling_efficiency, "user-given (--scaling-efficiency)"
+    device_hours = sum(p.device_s for p in phases) / 3600.0 / efficiency
+    wall_hours = device_hours / devices
+
+    priced_gpu = hardware if (projected or measured_gpu) else None
+    costs = []
+    if priced_gpu is None:
+        notes.append(f"measured on {hardware}: no cloud offers to price; pass --gpu to project to a GPU")
+    else:
+        for o in offers:
+            if gpu_key(o.gpu) == gpu_key(priced_gpu):
+                costs.append(OfferCost(o.provider, o.instance, o.region, o.gpu, o.gpus_per_instance,
+                                       o.usd_per_hour, o.usd_per_gpu_hour, o.spot, o.as_of, o.source,
+                                       o.provenance, device_hours * o.usd_per_gpu_hour))
+        if not costs:
+            notes.append(f"no price offers for {priced_gpu} in the loaded tables")
+    costs.sort(key=lambda c: c.cost_usd)
+    low = min((c.cost_usd for c in costs), default=None)
+    high = max((c.cost_usd for c in costs), default=None)
+    loaded = {"multiplier": fully_loaded_multiplier,
+              "source": "AI21 (Sharir et al. 2020): two configurations x ten runs" if
+              fully_loaded_multiplier == FULLY_LOADED_MULTIPLIER else "user-given",
+              "cost_usd_min": None if low is None else low * fully_loaded_multiplier,
+              "cost_usd_max": None if high is None else high * fully_loaded_multiplier}
+    return Estimate(
+        run_id=record["run_id"], model=record["model"], params=record["params"], dtype=dtype,
+        corpus=None if corpus is None else {"name": corpus.name, "tokens": corpus.size_tokens,
+                                            "tokens_source": corpus.size_provenance, "source": corpus.source},
+        plan={"name": plan.name, "source": plan.source, "description": plan.description},
+        phases=phases, tokens_total=sum(p.tokens for p in phases), flops_total=sum(p.flops for p in phases),
+        hardware=hardware, hardware_source="projected" if projected else "measured",
+        peak_flops_per_s=peak, peak_source=peak_source, utilization=util, utilization_source=util_source,
+        devices=devices, scaling_efficiency=efficiency, scaling_efficiency_source=eff_source,
+        device_hours=device_hours, wall_hours=wall_hours, offers=costs, cost_usd_min=low, cost_usd_max=high,
+        fully_loaded=loaded, price_warnings=list(price_warnings), notes=notes)

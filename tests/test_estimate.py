@@ -1,0 +1,129 @@
+"""Extrapolation arithmetic, checked by hand on a real tiny run whose rates are set to round numbers."""
+
+import copy
+
+import pytest
+
+from harness.config import build_spec
+from harness.count import count_model_flops
+from harness.errors import ConfigError
+from harness.estimate import DEFAULT_UTILIZATION, estimate, gpu_key
+from harness.plans import build_corpus, build_plan, load_plan
+from harness.prices import Offer
+from harness.run import measure
+
+
+@pytest.fixture(scope="module")
+def record():
+    from tests.conftest import tiny_raw
+
+    raw = tiny_raw("gpt2")
+    raw["measure"] = {"warmup_steps": 0, "steps": 1}
+    rec = measure(build_spec(raw)).to_dict()
+    rec["achieved_flops_per_s"] = 1e9  # round numbers for the hand checks below
+    return rec
+
+
+def at(record, **changes):
+    out = copy.deepcopy(record)
+    out.update(changes)
+    return out
+
+
+def per_token(record, seq):
+    spec = build_spec(record["spec"])
+    one = spec.model_copy(update={"train": spec.train.model_copy(update={"batch_size": 1, "seq_len": seq})})
+    return count_model_flops(one)[0].total / seq
+
+
+CORPUS = build_corpus({"tokens": 1e9})
+EPOCH = build_plan({"phases": [{"epochs": 1}]})
+
+
+def offer(gpu, usd_per_hour, gpus, spot=False):
+    return Offer(provider="test", instance=f"{gpu}x{gpus}", region="r", gpu=gpu, gpus_per_instance=gpus,
+                 usd_per_hour=usd_per_hour, usd_per_gpu_hour=usd_per_hour / gpus, spot=spot,
+                 as_of="2026-11-01", source="https://example.test/prices", provenance="snapshot")
+
+
+def test_one_epoch_on_the_measured_device(record):
+    e = estimate(record, EPOCH, CORPUS)
+    seq = record["seq_len"]
+    fpt = record["model_flops_per_step"] / record["tokens_per_step"]
+    assert fpt == per_token(record, seq)
+    assert e.tokens_total == 1e9 and e.flops_total == pytest.approx(1e9 * fpt)
+    assert e.device_hours == pytest.approx(1e9 * fpt / 1e9 / 3600)
+    assert e.wall_hours == e.device_hours and e.hardware_source == "measured"
+    assert e.utilization_source.startswith("measured") and e.offers == []
+    assert any("--gpu" in n for n in e.notes)  # a CPU has no cloud offers
+
+
+def test_devices_and_scaling_efficiency(record):
+    one = estimate(record, EPOCH, CORPUS)
+    four = estimate(record, EPOCH, CORPUS, devices=4, scaling_efficiency=0.8)
+    assert four.device_hours == pytest.approx(one.device_hours / 0.8)
+    assert four.wall_hours == pytest.approx(one.device_hours / 0.8 / 4)
+    assert four.scaling_efficiency_source.startswith("user")
+    ideal = estimate(record, EPOCH, CORPUS, devices=4)
+    assert ideal.scaling_efficiency == 1.0 and ideal.scaling_efficiency_source.startswith("assumed")
+
+
+def test_a_phase_at_another_length_is_counted_there_and_scaled_or_measured(record):
+    seq = record["seq_len"]
+    plan = build_plan({"phases": [{"steps": 10, "batch_size": 2, "seq_len": seq},
+                                  {"steps": 5, "batch_size": 2, "seq_len": 2 * seq}]})
+    e = estimate(record, plan, None)
+    short, long = e.phases
+    assert short.tokens == 10 * 2 * seq and long.tokens == 5 * 2 * 2 * seq
+    assert long.flops_per_token == per_token(record, 2 * seq) > short.flops_per_token  # attention grows
+    assert long.rate_source.startswith("scaled") and long.device_s == pytest.approx(long.flops / 1e9)
+    other = at(record, run_id="other", seq_len=2 * seq, achieved_flops_per_s=2e9)
+    e2 = estimate(record, plan, None, records=[record, other])
+    assert e2.phases[1].rate_source == f"measured (run other, seq {2 * seq})"
+    assert e2.phases[1].device_s == pytest.approx(long.flops / 2e9)
+
+
+def test_projection_utilization_order(record):
+    peak = 312e12  # A100 bf16, dense
+    default = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16")
+    assert default.utilization == DEFAULT_UTILIZATION and default.utilization_source.startswith("assumed")
+    assert default.device_hours == pytest.approx(default.flops_total / (peak * 0.3) / 3600)
+    user = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", utilization=0.5)
+    assert user.utilization == 0.5 and user.utilization_source.startswith("user")
+    on_a100 = at(record, run_id="a100run", dtype="bf16", mfu_datasheet=0.42,
+                 device={"type": "cuda", "name": "NVIDIA A100-SXM4-80GB"})
+    measured = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", utilization=0.5,
+                        records=[record, on_a100])
+    assert measured.utilization == 0.42 and "a100run" in measured.utilization_source
+    assert any("--utilization 0.5 not used" in n for n in measured.notes)
+
+
+def test_offers_are_priced_per_gpu_hour_with_fully_loaded_range(record):
+    offers = [offer("A100-80GB", 32.0, 8), offer("A100", 1.5, 1, spot=True), offer("H100", 4.0, 1)]
+    e = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", offers=offers)
+    assert [o.usd_per_gpu_hour for o in e.offers] == [1.5, 4.0]  # H100 is not an A100; cheapest first
+    assert e.cost_usd_min == pytest.approx(e.device_hours * 1.5)
+    assert e.cost_usd_max == pytest.approx(e.device_hours * 4.0)
+    assert e.fully_loaded["multiplier"] == 20
+    assert e.fully_loaded["cost_usd_max"] == pytest.approx(20 * e.cost_usd_max)
+    assert gpu_key("NVIDIA H100 80GB HBM3") == gpu_key("H100 SXM") == "H100"
+
+
+def test_bert_recipe_on_a_tiny_bert_names_the_too_long_phase():
+    from tests.conftest import tiny_raw
+
+    spec = build_spec(tiny_raw("bert"))  # max_positions 64: the 512 phase cannot run
+    record = {"spec": spec.model_dump(mode="json"), "dtype": "fp32", "device": {"type": "cpu"}}
+    with pytest.raises(ConfigError) as err:
+        estimate(record, load_plan("bert-pretraining"), None)
+    assert err.value.field == "plan.phases[0].seq_len"
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"devices": 0}, "--devices"), ({"utilization": 1.5}, "--utilization"),
+    ({"scaling_efficiency": 0}, "--scaling-efficiency"), ({"dtype": "bf16"}, "--dtype"),
+])
+def test_bad_estimate_inputs(record, kwargs, field):
+    with pytest.raises(ConfigError) as err:
+        estimate(record, EPOCH, CORPUS, **kwargs)
+    assert err.value.field == field
