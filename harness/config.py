@@ -82,10 +82,15 @@ class TrainSpec(_Frozen):
 
 
 class MeasureSpec(_Frozen):
-    """Warm-up steps are timed but kept apart from the `steps` measured ones."""
+    """Warm-up steps are timed but kept apart from the `steps` measured ones. Energy is sampled
+    every `power_interval_s` over the measured steps; `cpu_tdp_w` is the TDP of the CPUs this
+    run can see, when known (else a table or a labelled default is used)."""
 
     warmup_steps: int = Field(2, ge=0)
     steps: int = Field(10, gt=0)
+    energy: bool = True
+    power_interval_s: float = Field(0.1, gt=0.0, le=60.0)
+    cpu_tdp_w: float | None = Field(None, gt=0.0)
 
 
 class _RawConfig(_Frozen):

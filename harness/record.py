@@ -60,6 +60,7 @@ class RunRecord:
     env: dict[str, Any]
     spec: dict[str, Any]
     provenance: dict[str, str] = field(default_factory=dict)
+    energy: dict[str, Any] | None = None   # harness.energy: per step/token, per component with method
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +73,7 @@ PROVENANCE = {
     "model_flops_per_step": "counted", "hardware_flops_per_step": "counted",
     "achieved_flops_per_s": "counted/measured", "mfu_measured": "counted/measured",
     "flops.analytic": "analytic",
+    "energy": "per component: counter | integrated | rapl (measured) or estimated",
 }
 
 

@@ -19,6 +19,7 @@ from harness.build import build_model, make_batch
 from harness.config import RunSpec
 from harness.analytic import analytic_flops
 from harness.count import count_flops, count_model_flops
+from harness.energy import PowerSampler, discover_sources
 from harness.env import collect_env
 from harness.peaks import datasheet_peak, measure_peak
 from harness.record import PROVENANCE, RunRecord, utilization
@@ -73,9 +74,28 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     clock = clock or clock_for(device.type)
-    times = time_steps(step, warmup=spec.measure.warmup_steps, steps=spec.measure.steps,
-                       clock=clock, on_step=on_step)
+    sampler = None
+    if spec.measure.energy:
+        sources, missing = discover_sources(device.type, cpu_tdp_w=spec.measure.cpu_tdp_w)
+        sampler = PowerSampler(sources, missing, interval_s=spec.measure.power_interval_s)
+
+    def on_each_step(phase: str, index: int, seconds: float) -> None:
+        # The sampler starts between the last warm-up step and the first measured one.
+        if sampler is not None and phase == "warmup" and index == spec.measure.warmup_steps - 1:
+            sampler.start()
+        if on_step is not None:
+            on_step(phase, index, seconds)
+
+    if sampler is not None and spec.measure.warmup_steps == 0:
+        sampler.start()
+    try:
+        times = time_steps(step, warmup=spec.measure.warmup_steps, steps=spec.measure.steps,
+                           clock=clock, on_step=on_each_step)
+    finally:
+        reading = sampler.stop() if sampler is not None else None
     peak_memory, memory_method = _peak_memory(device)
+    energy = None if reading is None else reading.for_record(
+        measured_s=times.total_s, steps=spec.measure.steps, tokens_per_step=spec.tokens_per_step)
 
     achieved = times.per_s(model_count.total)
     hardware_rate = times.per_s(hardware_count.total)
@@ -151,4 +171,5 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
         env=env,
         spec=spec.model_dump(mode="json"),
         provenance=dict(PROVENANCE),
+        energy=energy,
     )
