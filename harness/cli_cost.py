@@ -128,6 +128,10 @@ def estimate(
     utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU on --gpu when no run was measured there."),
     scaling_efficiency: Optional[float] = typer.Option(None, "--scaling-efficiency", help="Weak-scaling efficiency on N devices (default 1.0, labelled assumed)."),
     fully_loaded: float = typer.Option(20.0, "--fully-loaded-multiplier", help="Runs per project (AI21: 2 configurations x 10 runs)."),
+    pue: float = typer.Option(1.58, "--pue", help="Power usage effectiveness (Strubell et al. 2019: 1.58)."),
+    carbon_region: Optional[str] = typer.Option(None, "--carbon-region", help="Row of configs/carbon/intensity.csv (default us-average-strubell)."),
+    carbon_intensity: Optional[float] = typer.Option(None, "--carbon-intensity", help="kg CO2e per kWh (overrides --carbon-region)."),
+    usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price for the energy cost."),
     offline: bool = typer.Option(False, "--offline", help="No network: cached tables or the bundled snapshot."),
     source: List[str] = typer.Option([], "--source", help="Price source (repeatable); default all."),
     url: Optional[str] = typer.Option(None, "--url", help="URL for the one --source (https, or http on loopback)."),
@@ -164,7 +168,8 @@ def estimate(
     result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=load_records(root),
                          devices=devices, gpu=gpu, dtype=dtype, utilization=utilization,
                          scaling_efficiency=scaling_efficiency, fully_loaded_multiplier=fully_loaded,
-                         price_warnings=prices.warnings)
+                         price_warnings=prices.warnings, pue=pue, carbon_region=carbon_region,
+                         carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh)
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -205,6 +210,14 @@ def _estimate_table(e) -> None:
         console.print(f"[bold]one run: {_usd(e.cost_usd_min)} – {_usd(e.cost_usd_max)}; fully loaded: "
                       f"{_usd(e.fully_loaded['cost_usd_min'])} – {_usd(e.fully_loaded['cost_usd_max'])}[/bold] "
                       f"({e.fully_loaded['source']})", soft_wrap=True)
+    if e.energy:
+        g = e.energy
+        cost = (f"; energy cost {_usd(g['energy_cost_usd'])} at ${g['usd_per_kwh']}/kWh" if g["usd_per_kwh"] is not None
+                else "; energy cost: give --usd-per-kwh")
+        console.print(f"[bold]energy: {g['kwh']:,.1f} kWh; x PUE {g['pue']:g} ({g['pue_source']}) = {g['kwh_pue']:,.1f} kWh; "
+                      f"CO2e {g['co2e_kg']:,.1f} kg = {g['co2e_lbs']:,.1f} lbs[/bold] at {g['kg_co2e_per_kwh']} kg/kWh "
+                      f"({g['carbon_region']}: {g['carbon_source']}){cost}", soft_wrap=True)
+        console.print(f"energy method: {g['method']}", soft_wrap=True)
     for note in e.notes:
         console.print(f"note: {note}", soft_wrap=True)
     _warn(console, e.price_warnings)
@@ -252,6 +265,42 @@ def reproduce_ai21(
     console.print("The paper states no price per GPU-hour and no utilization; the last column is the MFU at which "
                   "these prices reproduce its one-run figure. T5-11B: the paper says 'well above $1.3 million'.",
                   soft_wrap=True)
+
+
+@reproduce_app.command("strubell")
+def reproduce_strubell(as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON.")) -> None:
+    """Strubell et al.'s Table 3 recomputed from its power and hours with its own formula."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.reproduce import STRUBELL_SOURCE, reproduce_strubell as rebuild
+
+    rows = rebuild()
+    if as_json:
+        _print_json({"source": STRUBELL_SOURCE, "formula": "kWh·PUE = 1.58 · hours · W / 1000; "
+                     "CO2e lbs = 0.954 · kWh·PUE", "rows": [r.to_dict() for r in rows]})
+        return
+    console = Console(width=max(170, Console().width))
+    console.print(f"{STRUBELL_SOURCE}: kWh·PUE = 1.58 · hours · (total W) / 1000; CO2e = 0.954 lbs/kWh · kWh·PUE",
+                  soft_wrap=True)
+    table = Table()
+    for col in ("model", "hardware", "hours", "power W", "kWh·PUE paper", "computed", "diff", "CO2e lbs paper",
+                "computed", "diff", "cloud cost (paper)", "implied $/accelerator-hour"):
+        table.add_column(col, justify="left" if col in ("model", "hardware") else "right")
+
+    def num(v, digits=0):
+        return "—" if v is None else f"{v:,.{digits}f}"
+
+    for r in rows:
+        table.add_row(r.model, r.hardware, num(r.hours), num(r.power_w, 2), num(r.kwh_paper), num(r.kwh_computed, 1),
+                      "—" if r.kwh_diff_pct is None else f"{r.kwh_diff_pct:+.2f}%", num(r.co2_lbs_paper),
+                      num(r.co2_lbs_computed, 1), "—" if r.co2_diff_pct is None else f"{r.co2_diff_pct:+.2f}%",
+                      f"${r.cost_paper_usd_min:,.0f}–${r.cost_paper_usd_max:,.0f}",
+                      f"${r.implied_usd_per_accelerator_hour_min:.2f}–${r.implied_usd_per_accelerator_hour_max:.2f}")
+    console.print(table)
+    console.print("Differences are the paper's rounding to whole kWh and lbs (its '79 h' for BERT_base is itself "
+                  "rounded). Cloud cost = hours x accelerators x the implied price per accelerator-hour "
+                  "(preemptible to on-demand); TPU rows have no published power.", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,14 +19,20 @@ Data flow: a stored run record + a corpus + a plan (+ price offers) → an :clas
 
 from __future__ import annotations
 
+import csv
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from harness.errors import ConfigError
 from harness.plans import Corpus, Plan
 
+DEFAULT_PUE = 1.58  # 2018 industry average, as Strubell et al. 2019 used
+DEFAULT_CARBON_REGION = "us-average-strubell"
+LBS_PER_KG = 1 / 0.45359237
+CARBON_TABLE = Path(__file__).resolve().parents[1] / "configs" / "carbon" / "intensity.csv"
 DEFAULT_UTILIZATION = 0.30  # nanoGPT's assumed MFU for its 6ND projection (REFERENCE §3)
 DEFAULT_UTILIZATION_SOURCE = "assumed default 30% MFU (nanoGPT's projection; no measured run on this hardware)"
 FULLY_LOADED_MULTIPLIER = 20  # AI21 (Sharir et al. 2020): 2 configurations x 10 runs
@@ -94,6 +100,7 @@ class Estimate:
     fully_loaded: dict[str, Any]
     price_warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    energy: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +112,46 @@ def gpu_key(name: str) -> str:
     priced together."""
     match = re.search(r"\b([A-Z]+\d+[A-Z]?)\b", name.upper().replace("-", " "))
     return match.group(1) if match else name.upper()
+
+
+def carbon_table(path: Path = CARBON_TABLE) -> dict[str, dict[str, Any]]:
+    """Region → {kg_co2e_per_kwh, as_of, source} from configs/carbon/intensity.csv."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return {row["region"]: {"kg_co2e_per_kwh": float(row["kg_co2e_per_kwh"]), "as_of": row["as_of"],
+                                "source": row["source"]} for row in csv.DictReader(handle)}
+
+
+def carbon_intensity(region: str | None, kg_per_kwh: float | None) -> tuple[float, str, str]:
+    """(kg CO2e per kWh, region label, source): a user value wins, else the region's table row."""
+    if kg_per_kwh is not None:
+        if kg_per_kwh < 0:
+            raise ConfigError("--carbon-intensity", f"must be >= 0 kg CO2e/kWh, got {kg_per_kwh}")
+        return kg_per_kwh, region or "user", "user-given (--carbon-intensity)"
+    table = carbon_table()
+    name = region or DEFAULT_CARBON_REGION
+    if name not in table:
+        raise ConfigError("--carbon-region", f"unknown region {name!r}; allowed: {', '.join(table)}")
+    row = table[name]
+    return row["kg_co2e_per_kwh"], name, f"{row['source']} (data year: {row['as_of']})"
+
+
+def job_energy(energy_j: float, method: str, *, pue: float, region: str | None,
+               kg_per_kwh: float | None, usd_per_kwh: float | None) -> dict[str, Any]:
+    """kWh, kWh x PUE, CO2e (kg, lbs) and energy cost of `energy_j` joules of IT energy
+    (Strubell et al. 2019: p = PUE x kWh; CO2e = intensity x p)."""
+    if pue < 1:
+        raise ConfigError("--pue", f"must be >= 1.0 (facility energy / IT energy), got {pue}")
+    if usd_per_kwh is not None and usd_per_kwh < 0:
+        raise ConfigError("--usd-per-kwh", f"must be >= 0, got {usd_per_kwh}")
+    intensity, label, source = carbon_intensity(region, kg_per_kwh)
+    kwh = energy_j / 3.6e6
+    kwh_pue = kwh * pue
+    kg = kwh_pue * intensity
+    return {"kwh": kwh, "pue": pue, "pue_source": "default 1.58 (Strubell et al. 2019)" if pue == DEFAULT_PUE
+            else "user-given (--pue)", "kwh_pue": kwh_pue, "method": method,
+            "carbon_region": label, "kg_co2e_per_kwh": intensity, "carbon_source": source,
+            "co2e_kg": kg, "co2e_lbs": kg * LBS_PER_KG, "usd_per_kwh": usd_per_kwh,
+            "energy_cost_usd": None if usd_per_kwh is None else kwh_pue * usd_per_kwh}
 
 
 def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -168,7 +215,8 @@ def _utilization_for(gpu: str, dtype: str, records: Sequence[dict[str, Any]], us
 def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offers: Iterable = (),
              records: Sequence[dict[str, Any]] = (), devices: int = 1, gpu: str | None = None,
              utilization: float | None = None, scaling_efficiency: float | None = None,
-             dtype: str | None = None,
+             dtype: str | None = None, pue: float = DEFAULT_PUE, carbon_region: str | None = None,
+             carbon_intensity_kg_per_kwh: float | None = None, usd_per_kwh: float | None = None,
              fully_loaded_multiplier: float = FULLY_LOADED_MULTIPLIER,
              price_warnings: Sequence[str] = ()) -> Estimate:
     """Extrapolate `record` (a stored run, JSON form) to `plan` over `corpus`.
@@ -187,6 +235,9 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         raise ConfigError("--scaling-efficiency", f"must be in (0, 1], got {scaling_efficiency}")
     if fully_loaded_multiplier < 1:
         raise ConfigError("--fully-loaded-multiplier", "must be >= 1")
+    energy_inputs = dict(pue=pue, region=carbon_region, kg_per_kwh=carbon_intensity_kg_per_kwh,
+                         usd_per_kwh=usd_per_kwh)
+    job_energy(0.0, "check", **energy_inputs)  # validate before any counting
     spec = build_spec(record["spec"])
     lengths = _phase_lengths(spec, plan)
     notes: list[str] = []
@@ -249,6 +300,27 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
     device_hours = sum(p.device_s for p in phases) / 3600.0 / efficiency
     wall_hours = device_hours / devices
 
+    device_s = device_hours * 3600.0
+    measured_energy = record.get("energy")
+    if projected:
+        tdp = datasheet_by_name(gpu, "fp32")[0].tdp_w
+        energy = None if tdp is None else job_energy(
+            tdp * device_s, f"estimated: {hardware} datasheet max power {tdp:g} W x device-hours (GPU only; host "
+            "CPU and memory not included)", **energy_inputs)
+        if energy is None:
+            notes.append(f"energy unknown: no datasheet power for {hardware}")
+    elif measured_energy:
+        steps = len(record["step_times_s"])
+        avg_w = measured_energy["joules_per_step"] * steps / record["total_measured_s"]
+        methods = ", ".join(f"{k} {v}" for k, v in measured_energy["methods"].items())
+        energy = job_energy(avg_w * device_s, f"{'estimated' if measured_energy['estimated'] else 'measured'}: "
+                            f"{avg_w:.1f} W during the steps of run {record['run_id']} ({methods}) x device-hours",
+                            **energy_inputs)
+        energy["avg_w_per_device"] = avg_w
+    else:
+        energy = None
+        notes.append("energy unknown: the run record has no energy measurement")
+
     priced_gpu = hardware if (projected or measured_gpu) else None
     costs = []
     if priced_gpu is None:
@@ -279,4 +351,4 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         peak_flops_per_s=peak, peak_source=peak_source, utilization=util, utilization_source=util_source,
         devices=devices, scaling_efficiency=efficiency, scaling_efficiency_source=eff_source,
         device_hours=device_hours, wall_hours=wall_hours, offers=costs, cost_usd_min=low, cost_usd_max=high,
-        fully_loaded=loaded, price_warnings=list(price_warnings), notes=notes)
+        fully_loaded=loaded, price_warnings=list(price_warnings), notes=notes, energy=energy)

@@ -23,6 +23,7 @@ class DatasheetRow:
     bf16: float | None
     fp16: float | None
     source: str
+    tdp_w: float | None = None  # maximum board power, W (datasheet), for energy estimates only
 
 
 _V100_SRC = "NVIDIA Tesla V100 datasheet (https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf)"
@@ -32,18 +33,18 @@ _H200_SRC = "NVIDIA H200 datasheet, sparse figures halved (https://www.nvidia.co
 
 # Order matters: the first pattern that matches the device name wins.
 DATASHEET: tuple[tuple[str, DatasheetRow], ...] = (
-    (r"H100.*(PCIe|PCIE)", DatasheetRow("H100 PCIe", 51.0, 378.0, 756.0, 756.0, _H100_SRC)),
-    (r"H100.*(SXM|HBM3)", DatasheetRow("H100 SXM", 67.0, 494.5, 989.5, 989.5, _H100_SRC)),
-    (r"H200(?!.*NVL)", DatasheetRow("H200 SXM", 67.0, 494.5, 989.5, 989.5, _H200_SRC)),
-    (r"A100", DatasheetRow("A100", 19.5, 156.0, 312.0, 312.0, _A100_SRC)),
-    (r"V100.*SXM2", DatasheetRow("V100 SXM2", 15.7, None, None, 125.0, _V100_SRC)),
-    (r"V100.*PCI", DatasheetRow("V100 PCIe", 14.0, None, None, 112.0, _V100_SRC)),
+    (r"H100.*(PCIe|PCIE)", DatasheetRow("H100 PCIe", 51.0, 378.0, 756.0, 756.0, _H100_SRC, 350.0)),
+    (r"H100.*(SXM|HBM3)", DatasheetRow("H100 SXM", 67.0, 494.5, 989.5, 989.5, _H100_SRC, 700.0)),
+    (r"H200(?!.*NVL)", DatasheetRow("H200 SXM", 67.0, 494.5, 989.5, 989.5, _H200_SRC, 700.0)),
+    (r"A100", DatasheetRow("A100", 19.5, 156.0, 312.0, 312.0, _A100_SRC, 400.0)),
+    (r"V100.*SXM2", DatasheetRow("V100 SXM2", 15.7, None, None, 125.0, _V100_SRC, 300.0)),
+    (r"V100.*PCI", DatasheetRow("V100 PCIe", 14.0, None, None, 112.0, _V100_SRC, 250.0)),
     (r"L40S", DatasheetRow("L40S", 91.6, 183.0, 362.05, 362.05,
-                           "NVIDIA L40S datasheet (https://www.nvidia.com/en-us/data-center/l40s/)")),
+                           "NVIDIA L40S datasheet (https://www.nvidia.com/en-us/data-center/l40s/)", 350.0)),
     (r"\bL4\b", DatasheetRow("L4", 30.3, 60.0, 121.0, 121.0,
-                             "NVIDIA L4 datasheet (https://www.nvidia.com/en-us/data-center/l4/)")),
+                             "NVIDIA L4 datasheet (https://www.nvidia.com/en-us/data-center/l4/)", 72.0)),
     (r"\bT4\b", DatasheetRow("T4", 8.1, None, None, 65.0,
-                             "NVIDIA T4 datasheet (https://www.nvidia.com/en-us/data-center/tesla-t4/)")),
+                             "NVIDIA T4 datasheet (https://www.nvidia.com/en-us/data-center/tesla-t4/)", 70.0)),
     # NVIDIA publishes no A10G datasheet (an AWS-only variant of the A10, with fewer tensor FLOP/s).
     (r"A10G", DatasheetRow("A10G", 31.52, None, 70.0, 70.0,
                            "no NVIDIA datasheet; AWS/NVIDIA figures as collected by Baseten "

@@ -98,3 +98,69 @@ def reproduce_ai21(offers: Iterable, *, gpu: str = "V100 SXM2", dtype: str = "fp
             ratio_max=None if high is None else cost(high) / paper,
             implied_utilization_min=implied(cost(low)), implied_utilization_max=implied(cost(high))))
     return rows
+
+
+# Strubell, Ganesh, McCallum 2019 (arXiv 1906.02243), Table 3: (model, hardware, accelerators,
+# total power W or None, hours, kWh·PUE, CO2e lbs, cloud cost min, max USD).
+STRUBELL_ROWS = (
+    ("Transformer_base", "P100x8", 8, 1415.78, 12, 27, 26, 41, 140),
+    ("Transformer_big", "P100x8", 8, 1515.43, 84, 201, 192, 289, 981),
+    ("ELMo", "P100x3", 3, 517.66, 336, 275, 262, 433, 1472),
+    ("BERT_base", "V100x64", 64, 12041.51, 79, 1507, 1438, 3751, 12571),
+    ("BERT_base", "TPUv2x16", 16, None, 96, None, None, 2074, 6912),
+    ("NAS", "P100x8", 8, 1515.43, 274120, 656347, 626155, 942973, 3201722),
+    ("NAS", "TPUv2x1", 1, None, 32623, None, None, 44055, 146848),
+    ("GPT-2", "TPUv3x32", 32, None, 168, None, None, 12902, 43008),
+)
+STRUBELL_SOURCE = "Strubell, Ganesh, McCallum 2019, arXiv 1906.02243, Table 3"
+STRUBELL_PUE = 1.58
+STRUBELL_LBS_PER_KWH = 0.954
+
+
+@dataclass(frozen=True)
+class StrubellRow:
+    """One Table 3 row: the paper's columns beside the formula's. Energy in kWh·PUE, CO2e in lbs."""
+
+    model: str
+    hardware: str
+    accelerators: int
+    hours: float
+    power_w: float | None
+    kwh_paper: float | None
+    kwh_computed: float | None
+    kwh_diff_pct: float | None
+    co2_lbs_paper: float | None
+    co2_lbs_computed: float | None
+    co2_diff_pct: float | None
+    within_rounding: bool | None       # computed rounds to the paper's integer, or within 0.5%
+    cost_paper_usd_min: float
+    cost_paper_usd_max: float
+    implied_usd_per_accelerator_hour_min: float
+    implied_usd_per_accelerator_hour_max: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _close(computed: float, paper: float) -> bool:
+    return round(computed) == paper or abs(computed - paper) <= 0.005 * paper
+
+
+def reproduce_strubell() -> list[StrubellRow]:
+    """Table 3 recomputed: kWh·PUE = 1.58 · hours · W / 1000; CO2e = 0.954 lbs/kWh · kWh·PUE.
+    The cloud cost is explained as hours × accelerators × an implied price per accelerator-hour."""
+    rows = []
+    for model, hardware, count, power, hours, kwh_paper, co2_paper, cost_min, cost_max in STRUBELL_ROWS:
+        kwh = None if power is None else STRUBELL_PUE * hours * power / 1000.0
+        co2 = None if kwh is None else STRUBELL_LBS_PER_KWH * kwh
+        rows.append(StrubellRow(
+            model=model, hardware=hardware, accelerators=count, hours=hours, power_w=power,
+            kwh_paper=kwh_paper, kwh_computed=kwh,
+            kwh_diff_pct=None if kwh is None else 100.0 * (kwh - kwh_paper) / kwh_paper,
+            co2_lbs_paper=co2_paper, co2_lbs_computed=co2,
+            co2_diff_pct=None if co2 is None else 100.0 * (co2 - co2_paper) / co2_paper,
+            within_rounding=None if kwh is None else _close(kwh, kwh_paper) and _close(co2, co2_paper),
+            cost_paper_usd_min=cost_min, cost_paper_usd_max=cost_max,
+            implied_usd_per_accelerator_hour_min=cost_min / (hours * count),
+            implied_usd_per_accelerator_hour_max=cost_max / (hours * count)))
+    return rows

@@ -39,6 +39,7 @@ def test_estimate_latest_bert_corpus_offline_from_the_snapshot(results):
     assert e["cost_usd_min"] <= e["cost_usd_max"]
     assert e["fully_loaded"]["cost_usd_max"] == pytest.approx(20 * e["cost_usd_max"])
     assert e["utilization_source"].startswith("assumed") and e["price_warnings"]
+    assert e["energy"]["kwh_pue"] == pytest.approx(1.58 * e["energy"]["kwh"]) and e["energy"]["co2e_kg"] > 0
 
 
 def test_estimate_online_uses_a_fetched_table(results, server):  # noqa: F811
@@ -77,6 +78,9 @@ BAD = [
     (lambda t: ["--corpus", "webtext", "--gpu", "Z9000"], "--gpu"),
     (lambda t: ["--corpus", "webtext", "--source", "nowhere"], "--source"),
     (lambda t: ["--corpus", "webtext", "--source", "skypilot-aws", "--url", "http://example.com/x.csv"], "--url"),
+    (lambda t: ["--corpus", "webtext", "--pue", "0.5"], "--pue"),
+    (lambda t: ["--corpus", "webtext", "--carbon-intensity", "-2"], "--carbon-intensity"),
+    (lambda t: ["--corpus", "webtext", "--carbon-region", "atlantis"], "--carbon-region"),
 ]
 
 

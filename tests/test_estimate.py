@@ -127,3 +127,38 @@ def test_bad_estimate_inputs(record, kwargs, field):
     with pytest.raises(ConfigError) as err:
         estimate(record, EPOCH, CORPUS, **kwargs)
     assert err.value.field == field
+
+
+def test_energy_from_the_measured_power_and_carbon_by_hand(record):
+    rec = at(record, energy={"joules_per_step": 2.0, "methods": {"cpu": "estimated"}, "estimated": True},
+             total_measured_s=1.0, step_times_s=[0.5, 0.5])  # 2 steps of 2 J in 1 s = 4 W
+    e = estimate(rec, EPOCH, CORPUS, pue=1.5, carbon_intensity_kg_per_kwh=0.5, usd_per_kwh=0.2)
+    joules = 4.0 * e.device_hours * 3600
+    g = e.energy
+    assert g["kwh"] == pytest.approx(joules / 3.6e6) and g["kwh_pue"] == pytest.approx(1.5 * joules / 3.6e6)
+    assert g["co2e_kg"] == pytest.approx(0.5 * g["kwh_pue"])
+    assert g["co2e_lbs"] == pytest.approx(g["co2e_kg"] / 0.45359237)
+    assert g["energy_cost_usd"] == pytest.approx(0.2 * g["kwh_pue"])
+    assert g["method"].startswith("estimated") and g["avg_w_per_device"] == pytest.approx(4.0)
+
+
+def test_strubell_defaults_and_projected_energy(record):
+    rec = at(record, energy={"joules_per_step": 1.0, "methods": {"gpu0": "counter"}, "estimated": False},
+             total_measured_s=2.0, step_times_s=[1.0, 1.0])
+    g = estimate(rec, EPOCH, CORPUS).energy
+    assert g["pue"] == 1.58 and g["carbon_region"] == "us-average-strubell" and g["method"].startswith("measured")
+    assert g["co2e_lbs"] == pytest.approx(0.954 * g["kwh_pue"], rel=1e-4)  # Strubell's 0.954 lbs/kWh
+    assert g["energy_cost_usd"] is None
+    h100 = estimate(rec, EPOCH, CORPUS, gpu="H100 SXM", dtype="bf16")
+    assert h100.energy["kwh"] == pytest.approx(700 * h100.device_hours / 1000)
+    assert "GPU only" in h100.energy["method"]
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"pue": 0.9}, "--pue"), ({"carbon_intensity_kg_per_kwh": -1}, "--carbon-intensity"),
+    ({"carbon_region": "mars"}, "--carbon-region"), ({"usd_per_kwh": -0.1}, "--usd-per-kwh"),
+])
+def test_bad_energy_inputs(record, kwargs, field):
+    with pytest.raises(ConfigError) as err:
+        estimate(record, EPOCH, CORPUS, **kwargs)
+    assert err.value.field == field

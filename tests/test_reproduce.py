@@ -50,3 +50,31 @@ def test_reproduce_ai21_cli_uses_the_snapshot(tmp_path):
 def test_reproduce_ai21_bad_utilization(tmp_path):
     out = harness("reproduce", "ai21", "--utilization", "2", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--utilization" in out.stderr
+
+
+def test_strubell_gpu_rows_reproduce_within_rounding():
+    """REFERENCE §1: every GPU row within 0.5%, or equal once rounded as the paper rounds."""
+    from harness.reproduce import reproduce_strubell
+
+    rows = reproduce_strubell()
+    gpu_rows = [r for r in rows if r.power_w is not None]
+    assert len(gpu_rows) == 5
+    for r in gpu_rows:
+        assert r.kwh_computed == pytest.approx(1.58 * r.hours * r.power_w / 1000)
+        assert r.co2_lbs_computed == pytest.approx(0.954 * r.kwh_computed)
+        for computed, paper in ((r.kwh_computed, r.kwh_paper), (r.co2_lbs_computed, r.co2_lbs_paper)):
+            assert abs(computed - paper) <= 0.005 * paper or round(computed) == paper, r
+        assert r.within_rounding
+    bert = next(r for r in gpu_rows if r.model == "BERT_base")
+    assert -0.5 < bert.kwh_diff_pct < 0  # "79 h" is rounded: ~0.3% low
+    tpu = next(r for r in rows if r.hardware == "TPUv3x32")
+    assert tpu.kwh_computed is None and tpu.implied_usd_per_accelerator_hour_min == pytest.approx(12902 / (168 * 32))
+
+
+def test_reproduce_strubell_cli_json(tmp_path):
+    out = harness("reproduce", "strubell", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["rows"]
+    keys = {"model", "hardware", "hours", "power_w", "kwh_paper", "kwh_computed", "co2_lbs_paper",
+            "co2_lbs_computed", "cost_paper_usd_min", "cost_paper_usd_max"}
+    assert all(keys <= set(r) for r in rows) and len(rows) == 8
