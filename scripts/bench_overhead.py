@@ -2,10 +2,12 @@
 """How much time does the harness add to a training step? Target: at most 2%.
 
 Times the same model and batch, in one process, alternating blocks of steps:
-  harness: harness.train.prepare's step run by harness.timing.time_steps (per-step clock)
+  harness: harness.train.prepare's step run by harness.timing.time_steps (per-step clock),
+           with the power sampler running beside it (as in a run)
+  quiet:   the same without the power sampler
   bare:    a plain PyTorch loop (forward, loss, backward, AdamW step, zero_grad), one timer
-Each block's wall time is taken the same way; the ratio harness/bare is printed per round,
-with the median over rounds.
+Each block's wall time is taken the same way; the ratios harness/bare and harness/quiet (the
+sampler's own cost) are printed per round, with the medians over rounds.
 
   .venv/bin/python scripts/bench_overhead.py [CONFIG] [--rounds 7] [--steps 10] [--set k=v ...]
 """
@@ -21,6 +23,7 @@ import torch
 
 from harness.build import build_model, make_batch
 from harness.config import load_spec
+from harness.energy import PowerSampler, discover_sources
 from harness.timing import clock_for, time_steps
 from harness.train import autocast_for, make_optimizer, prepare, resolve_device
 
@@ -47,10 +50,18 @@ def main() -> int:
     autocast = autocast_for(device, spec.train.dtype)
     clock = clock_for(device.type)
 
-    def harness_block() -> float:
+    def harness_block(sampling: bool = True) -> float:
+        sampler = None
+        if sampling:
+            sources, missing = discover_sources(device.type, cpu_tdp_w=spec.measure.cpu_tdp_w)
+            sampler = PowerSampler(sources, missing, interval_s=spec.measure.power_interval_s)
         synchronize(device)
         start = time.perf_counter()
+        if sampler is not None:
+            sampler.start()
         time_steps(harness_step, warmup=0, steps=args.steps, clock=clock)
+        if sampler is not None:
+            sampler.stop()
         synchronize(device)
         return time.perf_counter() - start
 
@@ -67,20 +78,25 @@ def main() -> int:
         synchronize(device)
         return time.perf_counter() - start
 
-    harness_block(), bare_block()  # warm-up both paths
-    ratios = []
+    harness_block(), harness_block(False), bare_block()  # warm-up every path
+    ratios, sampler_ratios = [], []
     print(f"{spec.model.preset or spec.model.family} on {device.type}, {spec.train.dtype}, "
-          f"{args.steps} steps a block, {args.rounds} rounds")
+          f"{args.steps} steps a block, {args.rounds} rounds, power sampled every "
+          f"{spec.measure.power_interval_s} s")
     for i in range(args.rounds):
-        # alternate which goes first so drift does not favour one side
-        if i % 2 == 0:
-            h, b = harness_block(), bare_block()
-        else:
-            b, h = bare_block(), harness_block()
-        ratios.append(h / b)
-        print(f"round {i + 1}: harness {h:.4f} s  bare {b:.4f} s  ratio {h / b:.4f}")
+        # rotate which goes first so drift does not favour one side
+        order = ["harness", "quiet", "bare"]
+        order = order[i % 3:] + order[:i % 3]
+        blocks = {"harness": lambda: harness_block(True), "quiet": lambda: harness_block(False), "bare": bare_block}
+        t = {name: blocks[name]() for name in order}
+        ratios.append(t["harness"] / t["bare"])
+        sampler_ratios.append(t["harness"] / t["quiet"])
+        print(f"round {i + 1}: harness {t['harness']:.4f} s  quiet {t['quiet']:.4f} s  bare {t['bare']:.4f} s  "
+              f"harness/bare {ratios[-1]:.4f}  harness/quiet {sampler_ratios[-1]:.4f}")
     median = statistics.median(ratios)
     print(f"median ratio harness/bare: {median:.4f} (overhead {median - 1:+.2%}; target <= +2%)")
+    sampler = statistics.median(sampler_ratios)
+    print(f"median ratio with/without the power sampler: {sampler:.4f} ({sampler - 1:+.2%})")
     return 0
 
 
