@@ -124,7 +124,7 @@ def estimate(
     plan: Optional[str] = typer.Option(None, "--plan", help="Plan name (configs/plans) or YAML file; default the corpus's recipe, else one epoch."),
     devices: int = typer.Option(1, "--devices", help="Devices training together."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="Project to this GPU (datasheet peak x utilization)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="Precision on --gpu (default: the run's)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Precision on --gpu or of the projections (default: the run's)."),
     utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU on --gpu when no run was measured there."),
     scaling_efficiency: Optional[float] = typer.Option(None, "--scaling-efficiency", help="Weak-scaling efficiency on N devices (default 1.0, labelled assumed)."),
     fully_loaded: float = typer.Option(20.0, "--fully-loaded-multiplier", help="Runs per project (AI21: 2 configurations x 10 runs)."),
@@ -165,11 +165,22 @@ def estimate(
     urls = _url_overrides(sources, url)
     record = find_record(root, run)
     prices = load_prices(sources, cache_dir=_cache_dir(root), urls=urls, offline=offline)
+    project = gpu is None and record["device"].get("type") != "cuda"  # no offers apply: project to each GPU
     result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=load_records(root),
-                         devices=devices, gpu=gpu, dtype=dtype, utilization=utilization,
+                         devices=devices, gpu=gpu, dtype=None if project else dtype, utilization=utilization,
                          scaling_efficiency=scaling_efficiency, fully_loaded_multiplier=fully_loaded,
                          price_warnings=prices.warnings, pue=pue, carbon_region=carbon_region,
                          carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh)
+    if project:
+        from dataclasses import replace
+
+        from harness.estimate import project_offers
+
+        result = replace(result, projections=project_offers(
+            record, the_plan, the_corpus, offers=prices.offers, records=load_records(root), devices=devices,
+            dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
+            fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
+            carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh))
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -210,6 +221,24 @@ def _estimate_table(e) -> None:
         console.print(f"[bold]one run: {_usd(e.cost_usd_min)} – {_usd(e.cost_usd_max)}; fully loaded: "
                       f"{_usd(e.fully_loaded['cost_usd_min'])} – {_usd(e.fully_loaded['cost_usd_max'])}[/bold] "
                       f"({e.fully_loaded['source']})", soft_wrap=True)
+    if e.projections:
+        table = Table(title=f"projected to the GPUs on offer ({e.dtype} unless --dtype; datasheet peak x utilization): "
+                            f"one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
+        for col in ("gpu", "utilization", "utilization from", "device-hours", "one run", "fully loaded", "offers", "as of"):
+            table.add_column(col, justify="left" if col in ("gpu", "utilization from", "as of") else "right")
+        for p in e.projections:
+            if "skipped" in p:
+                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "")
+                continue
+            fl = p["fully_loaded"]
+            table.add_row(p["gpu"], f"{p['utilization']:.1%}", p["utilization_source"].split(" (")[0],
+                          f"{p['device_hours']:,.1f}",
+                          f"{_usd(p['cost_usd_min'])} – {_usd(p['cost_usd_max'])}",
+                          f"{_usd(fl['cost_usd_min'])} – {_usd(fl['cost_usd_max'])}", str(p["offers"]),
+                          ", ".join(p["as_of"]))
+        console.print(table)
+        console.print("projections: this run's FLOPs on hardware that was not measured; pass --gpu NAME for one "
+                      "GPU's offers in detail", soft_wrap=True)
     if e.energy:
         g = e.energy
         cost = (f"; energy cost {_usd(g['energy_cost_usd'])} at ${g['usd_per_kwh']}/kWh" if g["usd_per_kwh"] is not None

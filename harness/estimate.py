@@ -20,6 +20,7 @@ Data flow: a stored run record + a corpus + a plan (+ price offers) → an :clas
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -101,6 +102,7 @@ class Estimate:
     price_warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     energy: dict[str, Any] | None = None
+    projections: list[dict[str, Any]] = field(default_factory=list)  # see project_offers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,8 +171,10 @@ def _device_gpu(record: dict[str, Any]) -> str | None:
     return row.gpu if row else None
 
 
+@functools.lru_cache(maxsize=64)
 def flops_per_token(spec, seq_len: int, decoder_seq_len: int | None) -> float:
-    """Model FLOPs of one training token at `seq_len` (one sequence, counted on a fake replica)."""
+    """Model FLOPs of one training token at `seq_len` (one sequence, counted on a fake replica).
+    Cached: projections to several GPUs count each length once."""
     from harness.count import count_model_flops
 
     train = {"batch_size": 1, "seq_len": seq_len, "grad_accum": 1}
@@ -352,3 +356,38 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         devices=devices, scaling_efficiency=efficiency, scaling_efficiency_source=eff_source,
         device_hours=device_hours, wall_hours=wall_hours, offers=costs, cost_usd_min=low, cost_usd_max=high,
         fully_loaded=loaded, price_warnings=list(price_warnings), notes=notes, energy=energy)
+
+
+def project_offers(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offers: Sequence,
+                   **kwargs) -> list[dict[str, Any]]:
+    """For a run measured where no cloud offer applies (a CPU): the job projected to every GPU
+    model the price tables offer and the datasheet knows, each with its utilization's source.
+    Summaries, cheapest first; GPUs without a datasheet row are listed with the reason."""
+    from harness.peaks import DATASHEET
+
+    rows = []
+    for key in sorted({gpu_key(o.gpu) for o in offers}):
+        forms = [row for _, row in DATASHEET if gpu_key(row.gpu) == key]
+        if not forms:
+            rows.append({"gpu": key, "skipped": "no datasheet row: peak unknown, not guessed"})
+            continue
+        for row in forms:
+            rows.extend(_projection(record, plan, corpus, row, key, len(forms), offers, kwargs))
+    return sorted(rows, key=lambda r: (r.get("cost_usd_min") is None, r.get("cost_usd_min") or 0.0))
+
+
+def _projection(record, plan, corpus, row, key: str, n_forms: int, offers, kwargs) -> list[dict[str, Any]]:
+    """One GPU form's projection summary (a one-item list), or why it was skipped."""
+    try:
+        e = estimate(record, plan, corpus, offers=offers, gpu=row.gpu, **kwargs)
+    except ConfigError as err:  # e.g. no datasheet figure for this precision
+        return [{"gpu": row.gpu, "skipped": str(err)}]
+    forms_note = " (price tables do not tell the forms apart)" if n_forms > 1 else ""
+    return [{"gpu": e.hardware, "dtype": kwargs.get("dtype") or record["dtype"],
+             "peak_flops_per_s": e.peak_flops_per_s, "utilization": e.utilization,
+             "utilization_source": e.utilization_source, "device_hours": e.device_hours,
+             "wall_hours": e.wall_hours, "offers": len(e.offers), "cost_usd_min": e.cost_usd_min,
+             "cost_usd_max": e.cost_usd_max, "fully_loaded": e.fully_loaded,
+             "as_of": sorted({o.as_of for o in e.offers}),
+             "energy_kwh_pue": None if e.energy is None else e.energy["kwh_pue"],
+             "priced_against": f"every {key} offer{forms_note}"}]

@@ -42,6 +42,20 @@ def test_estimate_latest_bert_corpus_offline_from_the_snapshot(results):
     assert e["energy"]["kwh_pue"] == pytest.approx(1.58 * e["energy"]["kwh"]) and e["energy"]["co2e_kg"] > 0
 
 
+def test_a_cpu_run_without_gpu_is_priced_by_projection(results):
+    out = harness("estimate", "--latest", "--corpus", "bert-wiki-books", "--offline", "--dtype", "bf16", "--json",
+                  "--results-dir", str(results / "results"), cwd=results)
+    assert out.returncode == 0, out.stderr
+    e = json.loads(out.stdout)
+    assert e["hardware_source"] == "measured" and e["offers"] == []
+    priced = [p for p in e["projections"] if "skipped" not in p]
+    assert {"A100", "H100 SXM", "H100 PCIe", "L4"} <= {p["gpu"] for p in priced}
+    v100 = next(p for p in e["projections"] if p["gpu"] == "V100 SXM2")
+    assert "bf16" in v100["skipped"]  # no bf16 on a V100: skipped, not guessed
+    assert all(p["cost_usd_min"] <= p["cost_usd_max"] and p["as_of"] for p in priced)
+    assert all(p["utilization_source"].startswith("assumed") for p in priced)
+
+
 def test_estimate_online_uses_a_fetched_table(results, server):  # noqa: F811
     url = server.add("/aws/vms.csv", AWS_CSV)
     common = ["--results-dir", str(results / "results"), "--source", "skypilot-aws"]

@@ -162,3 +162,19 @@ def test_bad_energy_inputs(record, kwargs, field):
     with pytest.raises(ConfigError) as err:
         estimate(record, EPOCH, CORPUS, **kwargs)
     assert err.value.field == field
+
+
+def test_a_cpu_run_is_projected_to_every_gpu_on_offer(record):
+    from harness.estimate import project_offers
+
+    offers = [offer("A100", 2.0, 1), offer("H100", 4.0, 1), offer("Z9", 1.0, 1)]
+    rows = project_offers(record, EPOCH, CORPUS, offers=offers, dtype="bf16")
+    by_gpu = {r["gpu"]: r for r in rows}
+    assert by_gpu["Z9"]["skipped"].startswith("no datasheet row")  # never guessed
+    flops = estimate(record, EPOCH, CORPUS).flops_total
+    a100 = by_gpu["A100"]
+    assert a100["device_hours"] == pytest.approx(flops / (312e12 * 0.3) / 3600)
+    assert a100["cost_usd_min"] == pytest.approx(2.0 * a100["device_hours"])
+    # price tables say "H100": both datasheet forms are projected, each priced against every H100 offer
+    assert by_gpu["H100 PCIe"]["peak_flops_per_s"] == 756e12 and by_gpu["H100 SXM"]["peak_flops_per_s"] == 989.5e12
+    assert "do not tell the forms apart" in by_gpu["H100 SXM"]["priced_against"]
