@@ -200,6 +200,31 @@ def _phase_lengths(spec, plan: Plan) -> list[tuple[int, int | None]]:
     return lengths
 
 
+def measured_scaling(record: dict[str, Any], records: Sequence[dict[str, Any]], devices: int
+                     ) -> tuple[float, str] | None:
+    """Weak-scaling efficiency T(1)·N / T(N) in tokens/s from stored runs of the same model, dtype,
+    device and per-device batch at world size 1 and N > 1; the measured N nearest above `devices`
+    (else the largest, said to be extrapolated). None when no multi-device run matches."""
+    def key(r):
+        return (r["dtype"], r["device"].get("name"), r["batch_size"], r["seq_len"], r["grad_accum"])
+
+    alike = [r for r in records if _same_model(r["model"], record["model"]) and key(r) == key(record)]
+    single = [r for r in alike if r.get("world_size", 1) == 1]
+    multi = [r for r in alike if r.get("world_size", 1) > 1]
+    if not single or not multi:
+        return None
+    one = single[-1]["tokens_per_s"]
+    by_n = {r["world_size"]: r for r in multi}  # the latest run per world size
+    above = [n for n in by_n if n >= devices]
+    n = min(above) if above else max(by_n)
+    run = by_n[n]
+    efficiency = run["tokens_per_s"] / (n * one)
+    where = ("" if n == devices else f"; extrapolated beyond the measured N={n}" if n < devices
+             else f"; measured at N={n}, used for N={devices}")
+    return efficiency, (f"measured: {run['tokens_per_s']:.4g} tokens/s on {n} devices / ({n} x "
+                        f"{one:.4g} on one) (runs {run['run_id']}, {single[-1]['run_id']}){where}")
+
+
 def _utilization_for(gpu: str, dtype: str, records: Sequence[dict[str, Any]], user: float | None,
                      notes: list[str]) -> tuple[float, str]:
     """Utilization on hardware `gpu`: stored runs on it, else the user's, else the default."""
@@ -295,7 +320,12 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         phases.append(PhaseEstimate(phase.name or f"phase {len(phases) + 1}", seq, tokens, per_token, flops,
                                     phase_rate, source, flops / phase_rate))
 
-    if scaling_efficiency is None:
+    measured_eff = measured_scaling(record, records, devices) if devices > 1 else None
+    if measured_eff is not None:
+        efficiency, eff_source = measured_eff
+        if scaling_efficiency is not None:
+            notes.append(f"--scaling-efficiency {scaling_efficiency} not used: a multi-device run was measured")
+    elif scaling_efficiency is None:
         efficiency = 1.0
         eff_source = ("assumed: ideal linear scaling (no multi-device record); an upper bound on throughput"
                       if devices > 1 else "one device")

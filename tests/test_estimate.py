@@ -178,3 +178,15 @@ def test_a_cpu_run_is_projected_to_every_gpu_on_offer(record):
     # price tables say "H100": both datasheet forms are projected, each priced against every H100 offer
     assert by_gpu["H100 PCIe"]["peak_flops_per_s"] == 756e12 and by_gpu["H100 SXM"]["peak_flops_per_s"] == 989.5e12
     assert "do not tell the forms apart" in by_gpu["H100 SXM"]["priced_against"]
+
+
+def test_measured_scaling_efficiency_is_used_and_extrapolation_said(record):
+    one = at(record, run_id="one", tokens_per_s=1000.0)
+    two = at(record, run_id="two", world_size=2, tokens_per_s=1800.0)  # 0.9 of linear
+    e = estimate(one, EPOCH, CORPUS, devices=2, records=[one, two], scaling_efficiency=0.5)
+    assert e.scaling_efficiency == pytest.approx(0.9) and e.scaling_efficiency_source.startswith("measured")
+    assert any("--scaling-efficiency 0.5 not used" in n for n in e.notes)
+    far = estimate(one, EPOCH, CORPUS, devices=64, records=[one, two])
+    assert far.scaling_efficiency == pytest.approx(0.9) and "extrapolated beyond the measured N=2" in \
+        far.scaling_efficiency_source
+    assert far.wall_hours == pytest.approx(far.device_hours / 64)
