@@ -93,10 +93,19 @@ class MeasureSpec(_Frozen):
     cpu_tdp_w: float | None = Field(None, gt=0.0)
 
 
+class DistributedSpec(_Frozen):
+    """Multi-process runs (under torchrun or srun): how the model is spread over the ranks and
+    how long any collective may wait before the run fails."""
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    timeout_s: float = Field(300.0, gt=0.0)
+
+
 class _RawConfig(_Frozen):
     model: ModelSection
     train: TrainSpec = TrainSpec()
     measure: MeasureSpec = MeasureSpec()
+    distributed: DistributedSpec = DistributedSpec()
     device: DeviceKind = "auto"
 
 
@@ -107,6 +116,7 @@ class RunSpec(_Frozen):
     train: TrainSpec
     measure: MeasureSpec
     device: DeviceKind
+    distributed: DistributedSpec = DistributedSpec()
 
     @property
     def tokens_per_step(self) -> int:
@@ -123,7 +133,7 @@ class RunSpec(_Frozen):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_SECTIONS = {"model": ModelSection, "train": TrainSpec, "measure": MeasureSpec}
+_SECTIONS = {"model": ModelSection, "train": TrainSpec, "measure": MeasureSpec, "distributed": DistributedSpec}
 
 
 def _format_validation_error(err: ValidationError) -> ConfigError:
@@ -132,7 +142,7 @@ def _format_validation_error(err: ValidationError) -> ConfigError:
     field = ".".join(loc) or "config"
     if first["type"] == "extra_forbidden":
         if len(loc) == 1:
-            allowed = ["model", "train", "measure", "device"]
+            allowed = ["model", "train", "measure", "distributed", "device"]
         else:
             allowed = list(_SECTIONS[loc[0]].model_fields)
         return ConfigError(field, f"unknown key; allowed: {', '.join(allowed)}")
@@ -209,7 +219,8 @@ def build_spec(raw: dict[str, Any]) -> RunSpec:
         raise _format_validation_error(err) from None
     model = resolve_model(parsed.model)
     train = _check_lengths(model, parsed.train)
-    return RunSpec(model=model, train=train, measure=parsed.measure, device=parsed.device)
+    return RunSpec(model=model, train=train, measure=parsed.measure, device=parsed.device,
+                   distributed=parsed.distributed)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -156,6 +156,12 @@ def job_energy(energy_j: float, method: str, *, pue: float, region: str | None,
             "energy_cost_usd": None if usd_per_kwh is None else kwh_pue * usd_per_kwh}
 
 
+def per_device_rate(record: dict[str, Any]) -> float:
+    """Achieved model FLOP/s of one device: a multi-device record's rate is for all its ranks
+    (its scaling losses stay in it)."""
+    return record["achieved_flops_per_s"] / record.get("world_size", 1)
+
+
 def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
     keys = set(a) | set(b)
     return all(a.get(k) == b.get(k) for k in keys if k not in ("preset",))
@@ -295,7 +301,7 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         util_source = f"measured (run {record['run_id']})"
         if utilization is not None:
             notes.append(f"--utilization {utilization} not used: this hardware was measured")
-        rate = record["achieved_flops_per_s"]
+        rate = per_device_rate(record)
 
     same = [r for r in records if r["run_id"] != record["run_id"] and _same_model(r["model"], record["model"])
             and r["dtype"] == dtype and r["device"].get("name") == record["device"].get("name")]
@@ -311,7 +317,7 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
             at_len = [r for r in same if r["seq_len"] == seq]
             if at_len:
                 best = at_len[-1]
-                phase_rate, source = best["achieved_flops_per_s"], f"measured (run {best['run_id']}, seq {seq})"
+                phase_rate, source = per_device_rate(best), f"measured (run {best['run_id']}, seq {seq})"
             else:
                 phase_rate = rate
                 source = (f"scaled: FLOPs counted at seq {seq}, timed at the achieved FLOP/s measured at "

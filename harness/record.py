@@ -61,6 +61,11 @@ class RunRecord:
     spec: dict[str, Any]
     provenance: dict[str, str] = field(default_factory=dict)
     energy: dict[str, Any] | None = None   # harness.energy: per step/token, per component with method
+    world_size: int = 1                    # ranks; FLOPs, tokens and throughput above are for all of them
+    nnodes: int = 1
+    strategy: str = "single"               # single | ddp | fsdp
+    per_device_tokens_per_s: float | None = None
+    per_rank: list[dict[str, Any]] | None = None  # each rank's own step times and peak memory
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

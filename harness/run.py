@@ -6,7 +6,9 @@ just before the timed window; the measured peak is taken before the model's step
 
 from __future__ import annotations
 
+import dataclasses
 import resource
+import statistics
 import sys
 import uuid
 import warnings
@@ -19,11 +21,13 @@ from harness.build import build_model, make_batch
 from harness.config import RunSpec
 from harness.analytic import analytic_flops
 from harness.count import count_flops, count_model_flops
+from harness import distributed
+from harness.distributed import DistEnv, RankFailure, dist_env
 from harness.energy import PowerSampler, discover_sources
 from harness.env import collect_env
 from harness.peaks import datasheet_peak, measure_peak
 from harness.record import PROVENANCE, RunRecord, utilization
-from harness.timing import Clock, clock_for, time_steps
+from harness.timing import Clock, StepTimes, clock_for, time_steps
 from harness.train import autocast_for, check_dtype, prepare, resolve_device
 
 Log = Callable[[str], None]
@@ -46,9 +50,29 @@ def _peak_memory(device: torch.device) -> tuple[int, str]:
 
 
 def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
-            on_step: Callable[[str, int, float], None] | None = None) -> RunRecord:
-    """Build, count, time and describe one run of `spec` on this machine."""
-    device = resolve_device(spec.device)
+            on_step: Callable[[str, int, float], None] | None = None) -> RunRecord | None:
+    """Build, count, time and describe one run of `spec` on this machine.
+
+    Under torchrun or srun (WORLD_SIZE > 1) every rank runs this; rank 0 returns the record of
+    the whole job and the other ranks return None."""
+    denv = dist_env()
+    if denv is None:
+        return _measure(spec, clock=clock, log=log, on_step=on_step, denv=None)
+    device = distributed.init(denv, resolve_device(spec.device).type, spec.distributed.timeout_s)
+    try:
+        return _measure(spec, clock=clock, log=log if denv.rank == 0 else (lambda message: None),
+                        on_step=on_step if denv.rank == 0 else None, denv=denv, device=device)
+    except RuntimeError as err:  # a collective timed out or a peer vanished
+        raise RankFailure(f"rank {denv.rank}: {str(err).splitlines()[0][:200]}; no record was written") from None
+    finally:
+        distributed.shutdown()
+
+
+def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: DistEnv | None,
+             device: torch.device | None = None) -> RunRecord | None:
+    device = device or resolve_device(spec.device)
+    world = denv.world_size if denv else 1
+    lead = denv is None or denv.rank == 0
     check_dtype(device, spec.train.dtype)
     created = datetime.now(timezone.utc)
     warnings.filterwarnings("ignore", module=r"torch\.utils\.checkpoint")
@@ -60,12 +84,20 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
     log(f"building the model on {device.type} and counting hardware FLOPs on an untimed step")
     model = build_model(spec.model, device, seed=spec.train.seed)
     batch = make_batch(spec, device)
-    step, optimizer_impl = prepare(spec, model, batch, device)
+    if spec.train.checkpointing:  # before counting, so that recomputation is in the hardware count
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     hardware_count = count_flops(model, batch, kind="hardware",
                                  autocast=autocast_for(device, spec.train.dtype)).scaled(spec.train.grad_accum)
+    if denv is not None:
+        log(f"wrapping the model for {world} ranks with {spec.distributed.strategy}")
+        model = distributed.wrap(model, spec.distributed.strategy, device)
+    step, optimizer_impl = prepare(spec, model, batch, device)
 
     log(f"measuring peak matmul FLOP/s in {spec.train.dtype}")
     measured_peak = measure_peak(device.type, spec.train.dtype)
+    if denv is not None:  # measured on every rank at once, as the ranks share the machine
+        peaks = distributed.gather(measured_peak.flops_per_s)
+        measured_peak = dataclasses.replace(measured_peak, flops_per_s=statistics.mean(peaks))
     env = collect_env(device.type)
     sheet = datasheet_peak(device.type, env["device"]["name"], spec.train.dtype,
                            tf32_enabled=env["tf32_matmul"])
@@ -75,7 +107,7 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
         torch.cuda.reset_peak_memory_stats(device)
     clock = clock or clock_for(device.type)
     sampler = None
-    if spec.measure.energy:
+    if spec.measure.energy and (denv is None or denv.local_rank == 0):  # one sampler per node
         sources, missing = discover_sources(device.type, cpu_tdp_w=spec.measure.cpu_tdp_w)
         sampler = PowerSampler(sources, missing, interval_s=spec.measure.power_interval_s)
 
@@ -94,11 +126,25 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
     finally:
         reading = sampler.stop() if sampler is not None else None
     peak_memory, memory_method = _peak_memory(device)
+    per_rank = None
+    if denv is not None:
+        per_rank = distributed.gather({"warmup_s": list(times.warmup_s), "steps_s": list(times.steps_s),
+                                       "peak_memory_bytes": peak_memory})
+        if not lead:
+            return None
+        times = StepTimes(tuple(distributed.slowest_steps([r["warmup_s"] for r in per_rank])),
+                          tuple(distributed.slowest_steps([r["steps_s"] for r in per_rank])))
+        peak_memory = max(r["peak_memory_bytes"] for r in per_rank)
+    tokens_per_step = spec.tokens_per_step * world
+    model_flops = model_count.total * world
+    hardware_flops = hardware_count.total * world
     energy = None if reading is None else reading.for_record(
-        measured_s=times.total_s, steps=spec.measure.steps, tokens_per_step=spec.tokens_per_step)
+        measured_s=times.total_s, steps=spec.measure.steps, tokens_per_step=tokens_per_step)
+    if energy is not None and denv is not None and denv.nnodes > 1:
+        energy["missing"].append(f"nodes 2..{denv.nnodes}: energy sampled on node 0 only")
 
-    achieved = times.per_s(model_count.total)
-    hardware_rate = times.per_s(hardware_count.total)
+    achieved = times.per_s(model_flops)
+    hardware_rate = times.per_s(hardware_flops)
     run_warnings = times.warnings()
     if spec.train.compile:
         run_warnings.append("hardware FLOPs were counted on the uncompiled model")
@@ -126,19 +172,19 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
         iqr_step_s=times.iqr_s,
         cv_step=times.cv,
         total_measured_s=times.total_s,
-        tokens_per_step=spec.tokens_per_step,
-        tokens_per_s=times.per_s(spec.tokens_per_step),
-        samples_per_s=times.per_s(spec.samples_per_step),
-        model_flops_per_step=model_count.total,
-        hardware_flops_per_step=hardware_count.total,
+        tokens_per_step=tokens_per_step,
+        tokens_per_s=times.per_s(tokens_per_step),
+        samples_per_s=times.per_s(spec.samples_per_step * world),
+        model_flops_per_step=model_flops,
+        hardware_flops_per_step=hardware_flops,
         achieved_flops_per_s=achieved,
         hardware_flops_per_s=hardware_rate,
         peak_flops_datasheet=sheet.flops_per_s,
         peak_flops_measured=measured_peak.flops_per_s,
-        mfu_datasheet=utilization(achieved, sheet.flops_per_s),
-        mfu_measured=utilization(achieved, measured_peak.flops_per_s),
-        hfu_datasheet=utilization(hardware_rate, sheet.flops_per_s),
-        hfu_measured=utilization(hardware_rate, measured_peak.flops_per_s),
+        mfu_datasheet=utilization(achieved / world, sheet.flops_per_s),
+        mfu_measured=utilization(achieved / world, measured_peak.flops_per_s),
+        hfu_datasheet=utilization(hardware_rate / world, sheet.flops_per_s),
+        hfu_measured=utilization(hardware_rate / world, measured_peak.flops_per_s),
         peak_memory_bytes=peak_memory,
         peak_memory_method=memory_method,
         flops={
@@ -172,4 +218,11 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
         spec=spec.model_dump(mode="json"),
         provenance=dict(PROVENANCE),
         energy=energy,
+        world_size=world,
+        nnodes=denv.nnodes if denv else 1,
+        strategy=spec.distributed.strategy if denv else "single",
+        per_device_tokens_per_s=times.per_s(tokens_per_step) / world,
+        per_rank=None if per_rank is None else [
+            {"rank": i, "warmup_times_s": r["warmup_s"], "step_times_s": r["steps_s"],
+             "peak_memory_bytes": r["peak_memory_bytes"]} for i, r in enumerate(per_rank)],
     )

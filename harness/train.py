@@ -90,8 +90,9 @@ class TrainStep:
 def prepare(spec: RunSpec, model: nn.Module, batch: dict, device: torch.device) -> tuple[TrainStep, str]:
     """Apply checkpointing and compile to `model`, and build the step. Returns the step and the
     optimizer implementation ('fused' or 'foreach')."""
-    if spec.train.checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    inner = getattr(model, "module", model)  # under DDP, the wrapped model
+    if spec.train.checkpointing and not getattr(inner, "is_gradient_checkpointing", False):
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     optimizer, impl = make_optimizer(model, spec.train.lr, device)
     runnable = torch.compile(model) if spec.train.compile else model
     scaler = torch.amp.GradScaler(device.type) if spec.train.dtype == "fp16" else None

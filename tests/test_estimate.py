@@ -190,3 +190,8 @@ def test_measured_scaling_efficiency_is_used_and_extrapolation_said(record):
     assert far.scaling_efficiency == pytest.approx(0.9) and "extrapolated beyond the measured N=2" in \
         far.scaling_efficiency_source
     assert far.wall_hours == pytest.approx(far.device_hours / 64)
+
+
+def test_a_multi_device_record_is_timed_per_device(record):
+    two = at(record, world_size=2, achieved_flops_per_s=2e9)  # all ranks together
+    assert estimate(two, EPOCH, CORPUS).device_hours == pytest.approx(estimate(record, EPOCH, CORPUS).device_hours)
