@@ -103,6 +103,7 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
     energy: dict[str, Any] | None = None
     projections: list[dict[str, Any]] = field(default_factory=list)  # see project_offers
+    utilization_range: list[float] | None = None  # ± the calibration error; cost_usd_min/max include it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -232,25 +233,44 @@ def measured_scaling(record: dict[str, Any], records: Sequence[dict[str, Any]], 
 
 
 def _utilization_for(gpu: str, dtype: str, records: Sequence[dict[str, Any]], user: float | None,
-                     notes: list[str]) -> tuple[float, str]:
-    """Utilization on hardware `gpu`: stored runs on it, else the user's, else the default."""
+                     notes: list[str], record: dict[str, Any], calibration: Sequence = ()
+                     ) -> tuple[float, str, float]:
+    """Utilization on hardware `gpu`, its source and its ± error: stored runs of this model on it,
+    else the calibration fit for it at this model's size, else stored runs of other models on it
+    (median), else the user's, else the default."""
+    from harness.calibrate import find_fit
+
     measured = [r for r in records if _device_gpu(r) == gpu and r["dtype"] == dtype
-                and r.get("mfu_datasheet")]
+                and r.get("mfu_datasheet") and not r.get("depth_extrapolation")]
+    same = [r for r in measured if _same_model(r["model"], record["model"]) and r["seq_len"] == record["seq_len"]]
+    fit = find_fit(calibration, gpu, dtype)
+    if user is not None and (same or fit is not None or measured):
+        notes.append(f"--utilization {user} not used: runs measured on {gpu} take precedence")
+    if same:
+        value = statistics.median(r["mfu_datasheet"] for r in same)
+        ids = ", ".join(r["run_id"] for r in same[:5])
+        return value, f"measured: this model on {gpu} {dtype} ({ids})", 0.0
+    if fit is not None:
+        tokens = record["tokens_per_step"] / record.get("world_size", 1)
+        value = fit.predict(record["model"]["hidden"], tokens, record["seq_len"])
+        inside = (fit.ranges["hidden"][0] <= record["model"]["hidden"] <= fit.ranges["hidden"][1]
+                  and fit.ranges["tokens_per_step"][0] <= tokens <= fit.ranges["tokens_per_step"][1])
+        return value, (f"calibrated: fit of {fit.n} runs on {gpu} {dtype}, ±{fit.error:.3f} "
+                       f"({'inside' if inside else 'extrapolated beyond'} the measured sizes; harness calibrate)"), \
+            fit.error
     if measured:
         value = statistics.median(r["mfu_datasheet"] for r in measured)
-        if user is not None:
-            notes.append(f"--utilization {user} not used: runs measured on {gpu} take precedence")
         ids = ", ".join(r["run_id"] for r in measured[:5])
-        return value, f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})"
+        return value, f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})", 0.0
     if user is not None:
-        return user, "user-given (--utilization)"
-    return DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE
+        return user, "user-given (--utilization)", 0.0
+    return DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE, 0.0
 
 
 def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offers: Iterable = (),
              records: Sequence[dict[str, Any]] = (), devices: int = 1, gpu: str | None = None,
              utilization: float | None = None, scaling_efficiency: float | None = None,
-             dtype: str | None = None, pue: float = DEFAULT_PUE, carbon_region: str | None = None,
+             dtype: str | None = None, calibration: Sequence = (), pue: float = DEFAULT_PUE, carbon_region: str | None = None,
              carbon_intensity_kg_per_kwh: float | None = None, usd_per_kwh: float | None = None,
              fully_loaded_multiplier: float = FULLY_LOADED_MULTIPLIER,
              price_warnings: Sequence[str] = ()) -> Estimate:
@@ -288,7 +308,8 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
     if projected:
         mode = math_mode(dtype, dtype == record["dtype"] and record.get("env", {}).get("tf32_matmul", False))
         row, peak = datasheet_by_name(gpu, mode)
-        util, util_source = _utilization_for(row.gpu, dtype, records, utilization, notes)
+        util, util_source, util_error = _utilization_for(row.gpu, dtype, records, utilization, notes, record,
+                                                         calibration)
         hardware, peak_source, rate = row.gpu, f"datasheet {mode}: {row.source}", peak * util
     else:
         hardware = measured_gpu or record["device"].get("name", record["device"].get("type", "?"))
@@ -298,7 +319,7 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         else:
             peak, peak_source = record["peak_flops_measured"], "measured matmul peak (no datasheet figure)"
             util = record["mfu_measured"]
-        util_source = f"measured (run {record['run_id']})"
+        util_source, util_error = f"measured (run {record['run_id']})", 0.0
         if utilization is not None:
             notes.append(f"--utilization {utilization} not used: this hardware was measured")
         rate = per_device_rate(record)
@@ -376,6 +397,12 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
     costs.sort(key=lambda c: c.cost_usd)
     low = min((c.cost_usd for c in costs), default=None)
     high = max((c.cost_usd for c in costs), default=None)
+    utilization_range = None
+    if util_error and util:  # the calibration's error widens the range: time scales as 1 / utilization
+        util_low, util_high = max(util - util_error, 1e-4), min(util + util_error, 1.0)
+        utilization_range = [util_low, util_high]
+        low = None if low is None else low * util / util_high
+        high = None if high is None else high * util / util_low
     loaded = {"multiplier": fully_loaded_multiplier,
               "source": "AI21 (Sharir et al. 2020): two configurations x ten runs" if
               fully_loaded_multiplier == FULLY_LOADED_MULTIPLIER else "user-given",
@@ -391,7 +418,8 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         peak_flops_per_s=peak, peak_source=peak_source, utilization=util, utilization_source=util_source,
         devices=devices, scaling_efficiency=efficiency, scaling_efficiency_source=eff_source,
         device_hours=device_hours, wall_hours=wall_hours, offers=costs, cost_usd_min=low, cost_usd_max=high,
-        fully_loaded=loaded, price_warnings=list(price_warnings), notes=notes, energy=energy)
+        fully_loaded=loaded, price_warnings=list(price_warnings), notes=notes, energy=energy,
+        utilization_range=utilization_range)
 
 
 def project_offers(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offers: Sequence,
