@@ -76,6 +76,13 @@ def _summary(record, json_path: Path) -> None:
         ("HFU vs measured / datasheet", f"{_pct(r.hfu_measured)} / {_pct(r.hfu_datasheet)}", "derived"),
         ("peak memory", _si(r.peak_memory_bytes, "B"), r.peak_memory_method),
     ]
+    energy = getattr(r, "energy", None)
+    if isinstance(energy, dict) and energy.get("joules_per_step") is not None:
+        methods = ", ".join(f"{k} {v}" for k, v in (energy.get("methods") or {}).items())
+        rows.append(("energy / step", f"{energy['joules_per_step']:.3g} J", methods or "record"))
+    world_size = getattr(r, "world_size", 1) or 1
+    if world_size > 1:
+        rows.append(("world size", f"{world_size} ranks", "FLOPs, tokens and MFU are for all of them"))
     for row in rows:
         table.add_row(*row)
     console = Console()
@@ -89,30 +96,82 @@ def _on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
+class _StepProgress:
+    """A rich progress bar on stderr over the warm-up and measured steps, with the run's log
+    lines printed above it. It never draws on its own: no refresh thread competes with the
+    timed steps. It draws only from `on_step`, which the timer calls after a step's clock has
+    stopped and before the next one starts, so drawing is outside every timed window. It
+    appears with the first step, so that bad input found before any step stays one line."""
+
+    def __init__(self, total_steps: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
+                                  console=Console(stderr=True), auto_refresh=False)
+        self._task = self._progress.add_task("steps", total=total_steps, last="")
+        self._started = False
+
+    def __enter__(self) -> "_StepProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started:
+            self._progress.stop()
+
+    def log(self, message: str) -> None:
+        if self._started:
+            self._progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            self._progress.refresh()
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def on_step(self, phase: str, index: int, seconds: float) -> None:
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        name = "warm-up" if phase == "warmup" else "measured"
+        self._progress.update(self._task, advance=1, description=f"{name} step {index + 1}",
+                              last=f"last {seconds * 1e3:.1f} ms")
+        self._progress.refresh()
+
+
 @app.command()
 def run(
     config: Optional[Path] = typer.Argument(None, help="YAML config or preset name (default configs/default.yaml)."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key: --set model.layers=2"),
     as_json: bool = typer.Option(False, "--json", help="Print the record alone on stdout."),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where records go (default results/ or $HARNESS_RESULTS_DIR)."),
+    report: bool = typer.Option(False, "--report", help="Then write the report of this run (<results-dir>/report/) and print its path."),
 ) -> None:
     """Measure training steps of a model and write the record."""
     from harness.config import load_spec
 
     spec = load_spec(config, set_)
     from harness.run import measure
-    from harness.store import save
+    from harness.store import check, save
 
+    root = _results_dir(results_dir)
+    check(root)  # a database that is not ours fails now, not after the measurement
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        record = measure(spec)
-        json_path = save(record, _results_dir(results_dir))
+        with _StepProgress(spec.measure.warmup_steps + spec.measure.steps) as progress:
+            record = measure(spec, log=progress.log, on_step=progress.on_step)
+        if record is None:  # a rank other than 0 of a distributed run: rank 0 stores and reports
+            return
+        json_path = save(record, root)
     except KeyboardInterrupt:
         raise Interrupted from None
     if as_json:
         _print_json(record.to_dict())
     else:
         _summary(record, json_path)
+    if report:
+        from harness.cli_results import write_report
+
+        written = write_report([record.run_id], all_runs=False, out=None, results_dir=root)
+        print(f"report written to {written.html}", file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
 def _count_table(report) -> None:
@@ -318,8 +377,10 @@ def hw(
 
 
 from harness.cli_cost import register as _register_cost  # noqa: E402  (commands defined above come first)
+from harness.cli_results import register as _register_results  # noqa: E402
 
 _register_cost(app)
+_register_results(app)
 
 
 def main(argv: list[str] | None = None) -> int:

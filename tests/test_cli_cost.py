@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.conftest import tiny_raw
-from tests.test_cli import harness, write_config
+from tests.test_cli import _bad, harness, write_config
 from tests.test_prices import AWS_CSV, server  # noqa: F401  (fixture)
 
 ESTIMATE_KEYS = {"tokens_total", "flops_total", "device_hours", "wall_hours", "utilization",
@@ -73,12 +73,6 @@ def test_estimate_online_uses_a_fetched_table(results, server):  # noqa: F811
                     cwd=results)
     assert any(o["instance"] == "p5.48xlarge" and o["provenance"] == "cache"
                for o in json.loads(shown.stdout)["offers"])
-
-
-def _bad(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text)
-    return str(path)
 
 
 BAD = [
