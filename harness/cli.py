@@ -144,9 +144,15 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the record alone on stdout."),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where records go (default results/ or $HARNESS_RESULTS_DIR)."),
     report: bool = typer.Option(False, "--report", help="Then write the report of this run (<results-dir>/report/) and print its path."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes (devices) per node: launches torchrun; strategy from distributed.strategy."),
+    nnodes: int = typer.Option(1, "--nnodes", help="Nodes (with --rdzv-endpoint)."),
+    node_rank: int = typer.Option(0, "--node-rank", help="This node's rank among --nnodes."),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)."),
+    scaling: Optional[str] = typer.Option(None, "--scaling", help="World sizes to measure in turn, e.g. 1,2: weak-scaling efficiency."),
 ) -> None:
     """Measure training steps of a model and write the record."""
     from harness.config import load_spec
+    from harness.distributed import dist_env, launch
 
     spec = load_spec(config, set_)
     from harness.run import measure
@@ -154,12 +160,26 @@ def run(
 
     root = _results_dir(results_dir)
     check(root)  # a database that is not ours fails now, not after the measurement
+    forward = ["run", *([str(config)] if config is not None else []), *[a for s in set_ for a in ("--set", s)],
+               "--results-dir", str(root)]
+    if scaling is not None:
+        _scaling(_world_sizes(scaling), forward, as_json, nnodes=nnodes, node_rank=node_rank,
+                 rdzv_endpoint=rdzv_endpoint)
+        return
+    if (nproc > 1 or nnodes > 1) and dist_env() is None:
+        launch(forward + (["--json"] if as_json else []) + (["--report"] if report else []), nproc=nproc,
+               nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
+        return
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         with _StepProgress(spec.measure.warmup_steps + spec.measure.steps) as progress:
             record = measure(spec, log=progress.log, on_step=progress.on_step)
         if record is None:  # a rank other than 0 of a distributed run: rank 0 stores and reports
             return
+        if record.world_size > 1:
+            from harness.store import load_records
+
+            record = dataclasses.replace(record, scaling=_scaling_of(record.to_dict(), load_records(root)))
         json_path = save(record, root)
     except KeyboardInterrupt:
         raise Interrupted from None
@@ -172,6 +192,75 @@ def run(
 
         written = write_report([record.run_id], all_runs=False, out=None, results_dir=root)
         print(f"report written to {written.html}", file=sys.stderr if as_json else sys.stdout, flush=True)
+
+
+def _world_sizes(text: str) -> list[int]:
+    from harness.errors import ConfigError
+
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError("--scaling", f"expected world sizes like 1,2,4, got {text!r}") from None
+    if not sizes or any(n < 1 for n in sizes) or 1 not in sizes:
+        raise ConfigError("--scaling", "world sizes must be positive and include 1 (the baseline)")
+    return sorted(set(sizes))
+
+
+def _scaling_of(record: dict, records: list) -> dict:
+    """Weak-scaling efficiency of a multi-device record against a stored single-device run of the
+    same model, dtype, device and per-device batch: T(1)·N / T(N) in tokens/s."""
+    from harness.estimate import measured_scaling
+
+    n = record["world_size"]
+    found = measured_scaling(record, [*records, record], n)
+    if found is None:
+        return {"efficiency": None, "world_size": n,
+                "reason": "no single-device run of this config is stored; measure one (--scaling 1,N)"}
+    return {"efficiency": found[0], "world_size": n, "source": found[1],
+            "definition": "weak scaling: tokens/s(N) / (N x tokens/s(1)), same per-device batch"}
+
+
+def _scaling(sizes: list[int], forward: list[str], as_json: bool, **launch_kwargs) -> None:
+    """Measure the same per-device batch at each world size in turn, then print the efficiencies."""
+    import subprocess
+
+    from harness.distributed import launch
+
+    rows = []
+    for n in sizes:
+        print(f"harness: scaling: measuring world size {n}", file=sys.stderr, flush=True)
+        if n == 1:
+            done = subprocess.run([sys.executable, "-m", "harness", *forward, "--json"], stdout=subprocess.PIPE,
+                                  text=True)
+            if done.returncode != 0:
+                raise Interrupted if done.returncode == EXIT_INTERRUPTED else _failed("world size 1 failed")
+            out = done.stdout
+        else:
+            import io
+            from contextlib import redirect_stdout
+
+            buffer = io.StringIO()
+            with redirect_stdout(buffer):
+                launch([*forward, "--json"], nproc=n, capture=True, **launch_kwargs)
+            out = buffer.getvalue()
+        rows.append(json.loads(out))
+    base = rows[0]["tokens_per_s"]
+    table = [{"world_size": r["world_size"], "run_id": r["run_id"], "tokens_per_s": r["tokens_per_s"],
+              "per_device_tokens_per_s": r["per_device_tokens_per_s"],
+              "efficiency": r["tokens_per_s"] / (r["world_size"] * base)} for r in rows]
+    if as_json:
+        _print_json({"definition": "weak scaling: tokens/s(N) / (N x tokens/s(1)), same per-device batch",
+                     "points": table})
+        return
+    for t in table:
+        print(f"N={t['world_size']}: {t['tokens_per_s']:,.0f} tokens/s ({t['per_device_tokens_per_s']:,.0f} per device), "
+              f"weak-scaling efficiency {t['efficiency']:.3f}  [run {t['run_id']}]")
+
+
+def _failed(message: str):
+    from harness.errors import HarnessError
+
+    return HarnessError(message)
 
 
 def _count_table(report) -> None:
@@ -378,9 +467,11 @@ def hw(
 
 from harness.cli_cost import register as _register_cost  # noqa: E402  (commands defined above come first)
 from harness.cli_results import register as _register_results  # noqa: E402
+from harness.cli_calib import register as _register_calib  # noqa: E402
 
 _register_cost(app)
 _register_results(app)
+_register_calib(app)
 
 
 def main(argv: list[str] | None = None) -> int:

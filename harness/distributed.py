@@ -135,29 +135,63 @@ _FAILED_RANK = re.compile(r"rank\s*:\s*(\d+)")
 _EXIT_CODE = re.compile(r"exitcode\s*:\s*(-?\d+)")
 
 
+_TORCHRUN_NOISE = re.compile(r"^(W\d{4}|I\d{4}|\*{5}|Setting OMP_NUM_THREADS|.*torch\.distributed\.run|"
+                             r"\s*$|.*elastic/multiprocessing)")
+
+
 def launch(argv: Sequence[str], *, nproc: int, nnodes: int = 1, node_rank: int = 0,
-           rdzv_endpoint: str | None = None, timeout_s: float | None = None) -> int:
-    """Run `harness <argv>` under torchrun; stdout passes through (rank 0's record). A failed
+           rdzv_endpoint: str | None = None, capture: bool = False) -> int:
+    """Run `harness <argv>` under torchrun. Rank 0's stdout (the record or its summary) is
+    copied to sys.stdout; the ranks' stderr passes through, less torchrun's own chatter. A failed
     rank raises RankFailure naming it, after torchrun has stopped the others."""
+    import threading
+
     cmd = torchrun_command(argv, nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
-    proc = subprocess.Popen(cmd, stdout=sys.stdout, stderr=subprocess.PIPE, text=True, env=env)
-    lines = []
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        lines.append(line)
-        if line.startswith("harness: ") or line.startswith("[rank"):  # the ranks' own progress
-            sys.stderr.write(line)
-    code = proc.wait(timeout=timeout_s)
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: list[str] = []
+
+    def relay() -> None:
+        """Pass the ranks' progress through; hold back errors and torchrun's failure report,
+        which become one line below."""
+        failing = False
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            failing = failing or line.startswith(("Traceback", "harness: error:", "ERROR:", "[rank")) \
+                or "=====" in line or "Error" in line
+            if not failing and not _TORCHRUN_NOISE.match(line):
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+    relay_thread = threading.Thread(target=relay, daemon=True)
+    relay_thread.start()
+    out = proc.stdout.read() if proc.stdout is not None else ""
+    code = proc.wait()
+    relay_thread.join(timeout=5)
     if code == 0:
+        sys.stdout.write(out)
+        sys.stdout.flush()
         return 0
+    raise RankFailure(failure_message(lines))
+
+
+def failure_message(lines: Sequence[str]) -> str:
+    """One line from a failed torchrun's stderr: the root-cause rank and its exit code from
+    torchrun's report when there is one, else the ranks' own `harness: error:` line."""
     text = "".join(lines)
-    ours = [ln.strip() for ln in lines if ln.startswith("harness: error:")]
-    if ours and all("rank" in ln or ln == ours[0] for ln in ours) and "exitcode" not in text:
-        raise RankFailure(ours[0].removeprefix("harness: error: "))
-    ranks = sorted({int(r) for r in _FAILED_RANK.findall(text)})
-    codes = _EXIT_CODE.findall(text)
-    detail = ours[0].removeprefix("harness: error: ") if ours else "see the log above"
-    who = f"rank {', '.join(map(str, ranks))}" if ranks else "a rank"
-    how = f" exited with code {codes[0]}" if codes else " failed"
-    raise RankFailure(f"distributed run failed: {who}{how} ({detail}); no record was written")
+    ours = [ln.strip().removeprefix("harness: error: ") for ln in lines if ln.startswith("harness: error:")]
+    root = text[text.find("Root Cause"):] if "Root Cause" in text else ""
+    rank = _FAILED_RANK.search(root)
+    code = _EXIT_CODE.search(root)
+    if rank is None:
+        reason = ours[0] if ours else "torchrun failed; see its log"
+        return reason if "no record" in reason else f"{reason}; no record was written"
+    if ours and code is not None and code.group(1) == "2":  # the rank said why (e.g. a collective timed out)
+        reason = ours[0]
+        return reason if "no record" in reason else f"{reason}; no record was written"
+    how = f" exited with code {code.group(1)}" if code else " failed"
+    signal_name = re.search(r"\((SIG[A-Z]+)\)", root[code.end():code.end() + 80]) if code else None
+    how += f" ({signal_name.group(1)})" if signal_name else ""
+    return f"distributed run failed: rank {rank.group(1)}{how}; no record was written"

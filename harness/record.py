@@ -67,6 +67,7 @@ class RunRecord:
     per_device_tokens_per_s: float | None = None
     per_rank: list[dict[str, Any]] | None = None  # each rank's own step times and peak memory
     sweep: dict[str, Any] | None = None    # {name, point, overrides} when the run is a sweep point
+    scaling: dict[str, Any] | None = None  # multi-device runs: weak-scaling efficiency vs a stored 1-device run
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
