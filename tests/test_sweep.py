@@ -101,3 +101,39 @@ def test_sweep_with_largest_batch_search_records_the_search(base, tmp_path):
     point = state.points[0]
     assert point["largest_batch_search"] == {"tried": [1, 2, 4, 8, 6, 5], "largest": 5}
     assert load_records(tmp_path)[0]["batch_size"] == 5
+
+
+def test_sweep_and_calibrate_from_the_command_line(base, tmp_path):
+    from tests.test_cli import harness
+
+    sweep_file = tmp_path / "s.yaml"
+    sweep_file.write_text(f"name: cli\nbase: {base}\ngrid:\n  model.hidden: [32, 64]\n  train.batch_size: [1, 2]\n")
+    results = str(tmp_path / "results")
+    out = harness("sweep", str(sweep_file), "--results-dir", results, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert [p["status"] for p in json.loads(out.stdout)["points"]] == ["measured"] * 4
+    assert "ETA" in out.stderr or "4/4" in out.stderr
+    again = harness("sweep", str(sweep_file), "--results-dir", results, "--resume", "--json", cwd=tmp_path)
+    assert again.returncode == 0 and all("skipped" in p["note"] for p in json.loads(again.stdout)["points"])
+    cal = harness("calibrate", "--results-dir", results, "--json", cwd=tmp_path)
+    assert cal.returncode == 0, cal.stderr
+    (fit,) = json.loads(cal.stdout)["fits"]
+    assert fit["n"] == 4 and fit["mfu_basis"] == "measured peak" and fit["coef"]["ln_hidden"] >= 0
+    assert (tmp_path / "results" / "calibration.json").exists()
+
+
+@pytest.mark.parametrize("text, field", [
+    ("grid: {train.batch_size: [0]}\n", "sweep.grid point 0"),
+    ("grid: [1, 2]\n", "sweep.grid"),
+    ("name: x\n", "sweep.grid"),
+    ("grid: {train.batch_size: [1]\n", "malformed YAML"),
+])
+def test_bad_sweep_files_exit_2(tmp_path, text, field):
+    from tests.test_cli import harness
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    out = harness("sweep", str(path), "--results-dir", str(tmp_path / "r"), cwd=tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and field in lines[0], out.stderr
+    assert not (tmp_path / "r").exists()
