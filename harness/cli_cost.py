@@ -140,6 +140,7 @@ def estimate(
 ) -> None:
     """Extrapolate a measured run to a whole training job and price it per cloud offer."""
     from harness.errors import ConfigError
+    from harness.calibrate import read_calibration
     from harness.estimate import estimate as extrapolate
     from harness.plans import load_corpus, load_plan, one_epoch
     from harness.prices import load_prices
@@ -166,7 +167,9 @@ def estimate(
     record = find_record(root, run)
     prices = load_prices(sources, cache_dir=_cache_dir(root), urls=urls, offline=offline)
     project = gpu is None and record["device"].get("type") != "cuda"  # no offers apply: project to each GPU
+    calibration = read_calibration(root)
     result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=load_records(root),
+                         calibration=calibration,
                          devices=devices, gpu=gpu, dtype=None if project else dtype, utilization=utilization,
                          scaling_efficiency=scaling_efficiency, fully_loaded_multiplier=fully_loaded,
                          price_warnings=prices.warnings, pue=pue, carbon_region=carbon_region,
@@ -178,6 +181,7 @@ def estimate(
 
         result = replace(result, projections=project_offers(
             record, the_plan, the_corpus, offers=prices.offers, records=load_records(root), devices=devices,
+            calibration=calibration,
             dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
             fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
             carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh))
@@ -204,6 +208,8 @@ def _estimate_table(e) -> None:
                        f"{p.flops_per_s:.4g}", p.rate_source)
     console.print(phases)
     util = "unknown" if e.utilization is None else f"{e.utilization:.1%}"
+    if e.utilization_range:
+        util += f" ({e.utilization_range[0]:.1%}–{e.utilization_range[1]:.1%}, in the cost range)"
     console.print(f"hardware: {e.hardware} ({e.hardware_source}); utilization {util} — {e.utilization_source}",
                   soft_wrap=True)
     console.print(f"total: {e.tokens_total:.4g} tokens, {e.flops_total:.4g} FLOPs; {e.device_hours:,.1f} device-hours; "
