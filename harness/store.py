@@ -187,6 +187,27 @@ def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
         raise
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # persistent once set
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+def _locked_retry(action, timeout_s: float = 30.0):
+    """Run `action`, retrying while another process holds a lock that SQLite's busy handler does
+    not wait for (switching the journal mode, racing to create the schema)."""
+    import random
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02 + 0.05 * random.random())
+
+
 def connect(db_path: Path, *, create: bool = True) -> sqlite3.Connection:
     """Open the results database, creating it (`create`) or migrating it forward as needed:
     WAL journal, 30 s busy timeout. ConfigError, with the file untouched, when it is not a
@@ -202,10 +223,10 @@ def connect(db_path: Path, *, create: bool = True) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA busy_timeout=30000")
         try:
-            version = _version(conn, db_path)  # reads only: a foreign file stays as it is
-            conn.execute("PRAGMA journal_mode=WAL")
+            version = _locked_retry(lambda: _version(conn, db_path))  # reads only: a foreign file stays as it is
+            _locked_retry(lambda: _wal(conn))
             if version < DB_SCHEMA_VERSION:
-                _migrate(conn, db_path)
+                _locked_retry(lambda: _migrate(conn, db_path))
         except sqlite3.DatabaseError as err:
             raise _refuse(db_path, f"unreadable as a harness database ({err})") from None
     except BaseException:
