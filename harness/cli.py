@@ -63,7 +63,9 @@ def _summary(record, json_path: Path) -> None:
     rows = [
         ("batch x seq x accum", f"{r.batch_size} x {r.seq_len} x {r.grad_accum}", "config"),
         ("median step", f"{r.median_step_s * 1e3:.2f} ms (IQR {r.iqr_step_s * 1e3:.2f} ms, CV {r.cv_step:.1%})",
-         f"measured, {len(r.step_times_s)} steps"),
+         f"measured, {len(r.step_times_s)} steps") if r.depth_extrapolation is None else
+        ("step (predicted)", f"{r.median_step_s * 1e3:.2f} ms (fit residual {r.depth_extrapolation['residual']:.1%})",
+         f"depth slices {', '.join(str(x['layers']) for x in r.depth_extrapolation['slices'])}"),
         ("throughput", f"{r.tokens_per_s:,.0f} tokens/s · {r.samples_per_s:,.2f} samples/s", "measured"),
         ("model FLOPs / step", _si(r.model_flops_per_step, "FLOP"), "counted (2*MAC)"),
         ("hardware FLOPs / step", _si(r.hardware_flops_per_step, "FLOP"), "counted, recompute incl."),
@@ -83,6 +85,9 @@ def _summary(record, json_path: Path) -> None:
     world_size = getattr(r, "world_size", 1) or 1
     if world_size > 1:
         rows.append(("world size", f"{world_size} ranks", "FLOPs, tokens and MFU are for all of them"))
+    if r.depth_extrapolation is not None:  # nothing here was timed at full depth
+        rows = [(q, v, "predicted from depth slices" if src.startswith(("measured", "model FLOPs / measured"))
+                 else src) for q, v, src in rows]
     for row in rows:
         table.add_row(*row)
     console = Console()
@@ -149,6 +154,7 @@ def run(
     node_rank: int = typer.Option(0, "--node-rank", help="This node's rank among --nnodes."),
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)."),
     scaling: Optional[str] = typer.Option(None, "--scaling", help="World sizes to measure in turn, e.g. 1,2: weak-scaling efficiency."),
+    depth_slices: Optional[str] = typer.Option(None, "--depth-slices", help="Measure these numbers of layers at full width (e.g. 1,2,4) and predict the full depth."),
 ) -> None:
     """Measure training steps of a model and write the record."""
     from harness.config import load_spec
@@ -166,6 +172,9 @@ def run(
         _scaling(_world_sizes(scaling), forward, as_json, nnodes=nnodes, node_rank=node_rank,
                  rdzv_endpoint=rdzv_endpoint)
         return
+    if depth_slices is not None:
+        _depth_sliced(spec, depth_slices, root, as_json, report)
+        return
     if (nproc > 1 or nnodes > 1) and dist_env() is None:
         launch(forward + (["--json"] if as_json else []) + (["--report"] if report else []), nproc=nproc,
                nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
@@ -180,6 +189,33 @@ def run(
             from harness.store import load_records
 
             record = dataclasses.replace(record, scaling=_scaling_of(record.to_dict(), load_records(root)))
+        json_path = save(record, root)
+    except KeyboardInterrupt:
+        raise Interrupted from None
+    if as_json:
+        _print_json(record.to_dict())
+    else:
+        _summary(record, json_path)
+    if report:
+        from harness.cli_results import write_report
+
+        written = write_report([record.run_id], all_runs=False, out=None, results_dir=root)
+        print(f"report written to {written.html}", file=sys.stderr if as_json else sys.stdout, flush=True)
+
+
+def _depth_sliced(spec, text: str, root: Path, as_json: bool, report: bool) -> None:
+    """Measure the slices (each in a fresh process), store them, then store the full-depth record
+    predicted from them."""
+    from harness.record import RunRecord
+    from harness.slices import check_slices, depth_sliced_record, measure_slices, parse_slices
+    from harness.store import save, save_many
+
+    slices = check_slices(spec, parse_slices(text))
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        results = measure_slices(spec, slices, log=lambda m: print(m, file=sys.stderr, flush=True))
+        save_many([r.record for r in results], root)
+        record = RunRecord(**depth_sliced_record(spec, results))
         json_path = save(record, root)
     except KeyboardInterrupt:
         raise Interrupted from None

@@ -324,6 +324,10 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
             notes.append(f"--utilization {utilization} not used: this hardware was measured")
         rate = per_device_rate(record)
 
+    if record.get("depth_extrapolation"):
+        d = record["depth_extrapolation"]
+        notes.append(f"run {record['run_id']} is depth-sliced: its step time is predicted from "
+                     f"{len(d['slices'])} slices (fit residual {d['residual']:.1%}), not measured at full depth")
     same = [r for r in records if r["run_id"] != record["run_id"] and _same_model(r["model"], record["model"])
             and r["dtype"] == dtype and r["device"].get("name") == record["device"].get("name")]
     phases = []

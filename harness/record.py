@@ -35,8 +35,8 @@ class RunRecord:
     warmup_times_s: list[float]
     step_times_s: list[float]
     median_step_s: float
-    iqr_step_s: float
-    cv_step: float
+    iqr_step_s: float | None   # None for a depth-sliced record (one predicted step, no spread)
+    cv_step: float | None
     total_measured_s: float
     tokens_per_step: int
     tokens_per_s: float
@@ -68,6 +68,7 @@ class RunRecord:
     per_rank: list[dict[str, Any]] | None = None  # each rank's own step times and peak memory
     sweep: dict[str, Any] | None = None    # {name, point, overrides} when the run is a sweep point
     scaling: dict[str, Any] | None = None  # multi-device runs: weak-scaling efficiency vs a stored 1-device run
+    depth_extrapolation: dict[str, Any] | None = None  # harness.slices: full depth predicted from slices
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,287 @@
+import math
+
+import pytest
+
+from harness.build import build_model, count_params
+from harness.config import build_spec
+from harness.errors import ConfigError, HarnessError
+from harness.slices import (GATHERED_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, SliceResult, check_slices,
+                            depth_sliced_record, extrapolate, fit_linear, measure_slices, min_devices,
+                            parse_slices, run_in_subprocess, slice_spec)
+from harness.store import save
+from tests.conftest import tiny_raw
+
+GIB = 2**30
+
+
+def spec_of(family="gpt2", layers=8, **model):
+    raw = tiny_raw(family)
+    raw["model"].update(layers=layers, **model)
+    raw["measure"] = {"warmup_steps": 0, "steps": 2}
+    return build_spec(raw)
+
+
+# --------------------------------------------------------------------------------------------
+# the fit
+
+
+def test_fit_recovers_known_terms_exactly():
+    fit = fit_linear([1, 2, 4], [0.25 + 0.1 * x for x in (1, 2, 4)])
+    assert fit.fixed == pytest.approx(0.25) and fit.per_layer == pytest.approx(0.1)
+    assert fit.residual == pytest.approx(0, abs=1e-12) and fit.max_rel_residual == pytest.approx(0, abs=1e-12)
+    assert (fit.n, fit.dof) == (3, 1)
+    assert fit.predict(48) == pytest.approx(0.25 + 4.8)
+
+
+def test_two_points_have_no_degrees_of_freedom():
+    fit = fit_linear([1, 2], [3.0, 5.0])
+    assert (fit.fixed, fit.per_layer, fit.residual, fit.dof) == (pytest.approx(1.0), pytest.approx(2.0), 0.0, 0)
+
+
+def test_noisy_points_leave_a_relative_residual():
+    xs, ys = [1, 2, 3, 4], [2.0, 3.3, 3.7, 5.0]
+    fit = fit_linear(xs, ys)
+    # ordinary least squares by hand: slope = Sxy / Sxx, intercept = mean y - slope * mean x
+    mx, my = 2.5, sum(ys) / 4
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    assert fit.per_layer == pytest.approx(slope) and fit.fixed == pytest.approx(my - slope * mx)
+    relative = [abs(y - fit.predict(x)) / y for x, y in zip(xs, ys)]
+    assert fit.residual == pytest.approx(math.sqrt(sum(r * r for r in relative) / 4)) and fit.residual > 0
+    assert fit.max_rel_residual == pytest.approx(max(relative))
+
+
+@pytest.mark.parametrize("xs, ys", [([2, 2], [1.0, 2.0]), ([1], [1.0]), ([1, 2], [1.0, 0.0]), ([1, 2], [1.0])])
+def test_fit_refuses_what_is_not_a_line(xs, ys):
+    with pytest.raises(ValueError):
+        fit_linear(xs, ys)
+
+
+# --------------------------------------------------------------------------------------------
+# slice specs
+
+
+def test_slice_keeps_the_width_and_everything_else():
+    spec = spec_of("llama", layers=6)
+    sliced = slice_spec(spec, 2)
+    assert sliced.model.layers == 2
+    assert sliced.model.model_dump(exclude={"layers"}) == spec.model.model_dump(exclude={"layers"})
+    assert (sliced.train, sliced.measure, sliced.device) == (spec.train, spec.measure, spec.device)
+
+
+def test_t5_slices_encoder_and_decoder_together():
+    sliced = slice_spec(spec_of("t5", layers=4), 2)
+    assert (sliced.model.layers, sliced.model.decoder_layers) == (2, 2)
+    assert sliced.train.decoder_seq_len == 16
+
+
+def test_t5_with_unequal_stacks_is_refused():
+    with pytest.raises(ConfigError, match="--depth-slices.*3 encoder and 5 decoder"):
+        slice_spec(spec_of("t5", layers=3, decoder_layers=5), 1)
+
+
+def test_a_preset_slices_at_full_width():
+    spec = build_spec({"model": {"preset": "gpt2-xl"}})
+    sliced = slice_spec(spec, 1)
+    assert (sliced.model.preset, sliced.model.layers, sliced.model.hidden) == ("gpt2-xl", 1, 1600)
+
+
+@pytest.mark.parametrize("slices, match", [
+    ([0, 2], "allowed: 1..7"), ([2, 8], "allowed: 1..7"), ([1, 9], "allowed: 1..7"),
+    ([2], "at least 2 distinct"), ([2, 2], "repeated"), ([1.5, 2], "allowed: 1..7"),
+])
+def test_bad_slices_name_the_option(slices, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        check_slices(spec_of(layers=8), slices)
+    assert err.value.field == "--depth-slices"
+
+
+def test_parse_slices():
+    assert parse_slices("4,1,2") == (4, 1, 2)
+    with pytest.raises(ConfigError, match="--depth-slices"):
+        parse_slices("1,two")
+
+
+# --------------------------------------------------------------------------------------------
+# extrapolation, on hand-made records
+
+
+def fake_record(spec, *, step_s, memory, memory_total=32 * GIB, device="cpu"):
+    """A record with just what slices.py reads, for a slice of `spec`."""
+    layers = spec.model.layers
+    return {
+        "run_id": f"slice-{layers}", "median_step_s": step_s, "peak_memory_bytes": memory,
+        "model_flops_per_step": 1000 * layers, "hardware_flops_per_step": 1000 + 1200 * layers,
+        "params": 5000 + 100 * layers, "params_non_embedding": 100 * layers, "tokens_per_step": 32,
+        "peak_memory_method": "process peak RSS (ru_maxrss)", "step_times_s": [step_s] * 2,
+        "total_measured_s": 2 * step_s, "peak_flops_datasheet": None, "peak_flops_measured": 1e10,
+        "warnings": [], "provenance": {"step_times_s": "measured"}, "world_size": 1,
+        "flops": {"hardware": {"per_step": 1000 + 1200 * layers, "by_op": {"aten.mm": 1000 + 1200 * layers},
+                               "counted_on": "cpu model, untimed step"},
+                  "model": {}, "analytic": {}, "uncounted_ops": {"aten.add": 3 + 2 * layers}},
+        "energy": {"joules_per_step": 10.0 * step_s, "joules_per_token": 10.0 * step_s / 32,
+                   "components": [{"component": "cpu", "joules_per_step": 10.0 * step_s}]},
+        "timing": {"clock": "perf_counter"},
+        "env": {"device": {"type": device, "name": "test device", "memory_bytes": memory_total}},
+    }
+
+
+def runner_for(step_fixed=0.5, step_per_layer=0.25, mem_fixed=4 * GIB, mem_per_layer=GIB, **kwargs):
+    """A runner that returns a hand-made record on an exact line, and remembers what it ran."""
+    calls = []
+
+    def run(sliced):
+        layers = sliced.model.layers
+        calls.append(sliced)
+        return fake_record(sliced, step_s=step_fixed + step_per_layer * layers,
+                           memory=mem_fixed + mem_per_layer * layers, **kwargs)
+
+    run.calls = calls
+    return run
+
+
+def test_measure_slices_runs_each_slice_shallowest_first():
+    runner = runner_for()
+    results = measure_slices(spec_of(layers=8), [4, 1, 2], runner=runner)
+    assert [r.layers for r in results] == [1, 2, 4]
+    assert [s.model.layers for s in runner.calls] == [1, 2, 4]
+    assert results[0].median_step_s == 0.75 and results[0].peak_memory_bytes == 5 * GIB
+    assert results[2].run_id == "slice-4" and results[2].params == 5400
+
+
+def test_a_failed_slice_is_named():
+    def runner(sliced):
+        raise HarnessError("exit code 2: harness: error: out of memory")
+
+    with pytest.raises(HarnessError, match="depth slice of 1 layers failed: exit code 2: .*out of memory"):
+        measure_slices(spec_of(layers=8), [1, 2], runner=runner)
+
+
+def test_a_child_that_fails_reports_its_last_stderr_line(tmp_path):
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\necho 'building the model' >&2\necho 'harness: error: no memory' >&2\nexit 2\n")
+    fake_python.chmod(0o755)
+    with pytest.raises(HarnessError, match="^exit code 2: harness: error: no memory$"):
+        run_in_subprocess(spec_of(layers=2), python=str(fake_python))
+
+
+def test_extrapolation_predicts_the_line_and_the_devices_needed():
+    spec = spec_of(layers=8)
+    results = measure_slices(spec, [1, 2, 4], runner=runner_for(memory_total=16 * GIB))
+    e = extrapolate(spec, results)
+    assert e["predicted_step_s"] == pytest.approx(0.5 + 0.25 * 8)
+    assert e["predicted_peak_memory_bytes"] == 12 * GIB
+    assert e["residual"] == pytest.approx(0, abs=1e-12) and e["residual_memory"] == pytest.approx(0, abs=1e-12)
+    assert e["fit"]["step_s_fixed"] == pytest.approx(0.5) and e["fit"]["step_s_per_layer"] == pytest.approx(0.25)
+    assert e["fit"]["memory_bytes_per_layer"] == pytest.approx(GIB)
+    assert [s["layers"] for s in e["slices"]] == [1, 2, 4] and e["slices"][0]["run_id"] == "slice-1"
+    assert e["full_layers"] == 8 and e["dof"] == 1 and e["warnings"] == []
+    params = count_params(build_model(spec.model, "meta")).total
+    assert e["params"] == params
+    assert e["params_per_layer"] == pytest.approx((params - 5400) / 4)
+    devices = e["min_devices"]
+    assert devices["without_sharding"] == 1 and devices["device_memory_bytes"] == 16 * GIB
+
+
+def test_two_slices_and_a_long_reach_are_warned_about():
+    spec = spec_of(layers=48)
+    e = extrapolate(spec, measure_slices(spec, [1, 2], runner=runner_for()))
+    assert e["dof"] == 0 and e["extrapolation_factor"] == 24
+    assert any("2 slices" in w for w in e["warnings"]) and any("24x" in w for w in e["warnings"])
+
+
+def test_min_devices_with_and_without_sharding():
+    # 1e9 params x 16 B = 16e9 B of state; 20e9 predicted, so 4e9 unsharded; 1e7 params per layer
+    # gathered at 8 B = 0.08e9. On 10e9 devices: 16e9 / (10e9 - 4e9 - 0.08e9) = 2.7 -> 3 devices.
+    out = min_devices(20e9, 10**9, 10**7, 10 * 10**9, "test")
+    assert out["state_bytes"] == 10**9 * STATE_BYTES_PER_PARAM == 16e9
+    assert out["unsharded_bytes"] == 4e9 and out["gathered_layer_bytes"] == 10**7 * GATHERED_BYTES_PER_PARAM
+    assert out["without_sharding"] is None and "exceeds one device" in out["without_sharding_reason"]
+    assert out["full_sharding"] == 3 and out["full_sharding_reason"] is None
+    assert "16" in str(out["state_bytes_per_param"]) and "Adam" in out["state_bytes_per_param_source"]
+
+
+def test_min_devices_when_even_infinite_sharding_cannot_fit():
+    out = min_devices(20e9, 10**8, 10**6, 10 * 10**9, "test")  # 1.6e9 state: 18.4e9 is not sharded
+    assert out["full_sharding"] is None and "infinite sharding" in out["full_sharding_reason"]
+    assert out["without_sharding"] is None
+
+
+def test_min_devices_when_it_fits():
+    out = min_devices(5e9, 10**8, 10**6, 10 * 10**9, "test")
+    assert (out["without_sharding"], out["full_sharding"]) == (1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# the record that stands for the full model
+
+
+def test_depth_sliced_record_stands_for_the_full_model(tmp_path):
+    from harness.count import count_model_flops
+
+    spec = spec_of(layers=8)
+    results = measure_slices(spec, [1, 2, 4], runner=runner_for())
+    record = depth_sliced_record(spec, results)
+    count, params = count_model_flops(spec)
+    predicted = 0.5 + 0.25 * 8
+    assert record["model"]["layers"] == 8 and record["spec"]["model"]["layers"] == 8
+    assert record["params"] == params.total and record["params_non_embedding"] == params.non_embedding
+    assert record["config_hash"] == spec.config_hash() and record["run_id"] not in {r.run_id for r in results}
+    assert record["model_flops_per_step"] == count.total
+    assert record["hardware_flops_per_step"] == 1000 + 1200 * 8  # along the slices' exact line
+    assert record["flops"]["hardware"]["by_op"] == {"aten.mm": 1000 + 1200 * 8}
+    assert record["flops"]["uncounted_ops"] == {"aten.add": 3 + 2 * 8}
+    assert record["median_step_s"] == pytest.approx(predicted) and record["step_times_s"] == [record["median_step_s"]]
+    assert record["warmup_times_s"] == [] and record["iqr_step_s"] is None and record["cv_step"] is None
+    assert record["tokens_per_s"] == pytest.approx(32 / predicted)
+    assert record["samples_per_s"] == pytest.approx(2 / predicted)
+    assert record["achieved_flops_per_s"] == pytest.approx(count.total / predicted)
+    assert record["mfu_measured"] == pytest.approx(count.total / predicted / 1e10)
+    assert record["hfu_measured"] == pytest.approx((1000 + 1200 * 8) / predicted / 1e10)
+    assert record["mfu_datasheet"] is None
+    assert record["peak_memory_bytes"] == 12 * GIB and "predicted" in record["peak_memory_method"]
+    assert record["provenance"]["step_times_s"] == "predicted from depth slices"
+    assert record["provenance"]["peak_memory_bytes"] == "predicted from depth slices"
+    assert record["energy"]["joules_per_step"] == pytest.approx(10.0 * predicted)  # the slice's 10 W
+    assert record["depth_extrapolation"]["predicted_step_s"] == pytest.approx(predicted)
+    assert record["depth_extrapolation"]["hardware_flops_per_step"] == 1000 + 1200 * 8
+    assert "depth-sliced" in record["warnings"][0]
+    save(record, tmp_path)  # the store takes it as it is
+
+
+def test_measure_slices_end_to_end_in_fresh_processes():
+    """Two real slices of a tiny 4-layer GPT-2, each `python -m harness run` in its own process."""
+    spec = spec_of("gpt2", layers=4)
+    results = measure_slices(spec, [1, 2])
+    assert [r.layers for r in results] == [1, 2]
+    assert [r.record["model"]["layers"] for r in results] == [1, 2]
+    assert results[0].params < results[1].params < count_params(build_model(spec.model, "meta")).total
+    assert results[0].model_flops_per_step < results[1].model_flops_per_step
+    assert all(r.median_step_s > 0 and r.peak_memory_bytes > 0 for r in results)
+    assert results[0].record["env"]["device"]["type"] == "cpu"
+    e = extrapolate(spec, results)
+    assert e["predicted_step_s"] > 0 and e["dof"] == 0
+    record = depth_sliced_record(spec, results, e)
+    assert record["model"]["layers"] == 4 and record["depth_extrapolation"] is not None
+
+
+def test_depth_slices_from_the_command_line_store_the_slices_and_the_prediction(tmp_path):
+    import json
+
+    from harness.store import load_records
+    from tests.conftest import tiny_raw
+    from tests.test_cli import harness, write_config
+
+    raw = tiny_raw("gpt2")
+    raw["model"]["layers"] = 4
+    raw["measure"] = {"warmup_steps": 0, "steps": 2, "energy": False}
+    out = harness("run", str(write_config(tmp_path, raw)), "--depth-slices", "1,2", "--json",
+                  "--results-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    d = record["depth_extrapolation"]
+    assert [s["layers"] for s in d["slices"]] == [1, 2] and record["model"]["layers"] == 4
+    assert record["step_times_s"] == [d["predicted_step_s"]]
+    stored = {r["run_id"]: r for r in load_records(tmp_path / "r")}
+    assert {s["run_id"] for s in d["slices"]} | {record["run_id"]} == set(stored)  # slices kept too
+    bad = harness("run", str(write_config(tmp_path, raw)), "--depth-slices", "1,8", cwd=tmp_path)
+    assert bad.returncode == 2 and "--depth-slices" in bad.stderr and bad.stderr.count("\n") == 1
