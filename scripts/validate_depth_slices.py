@@ -147,6 +147,38 @@ def print_summary(summary: dict[str, Any]) -> None:
           f"{m['within_target']}/{n} (median |err| {m['median_abs']:.1%}, worst {m['max_abs']:.1%})")
 
 
+def validate_calibration(results_dir: Path, every: int = 4) -> int:
+    """Hold out every `every`-th stored run of each device and dtype, fit the calibration on the
+    rest, and print predicted vs measured MFU on the held-out runs."""
+    from harness.calibrate import _mfu, calibrate
+    from harness.store import load_records
+
+    records = [r for r in load_records(results_dir) if _mfu(r) is not None and not r.get("depth_extrapolation")]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["device"].get("name"), r["dtype"]), []).append(r)
+    errors = []
+    print(f"calibration hold-out from {results_dir}: every {every}th run of each device and dtype held out")
+    for (device, dtype), rows in sorted(groups.items()):
+        held = rows[every - 1::every]
+        train = [r for r in rows if r not in held]
+        fits = calibrate(train)
+        if not held or not fits:
+            print(f"  {device} {dtype}: {len(rows)} runs, too few to hold any out")
+            continue
+        fit = fits[0]
+        for r in held:
+            tokens = r["tokens_per_step"] / r.get("world_size", 1)
+            predicted, measured = fit.predict(r["model"]["hidden"], tokens, r["seq_len"]), _mfu(r)[0]
+            errors.append(predicted - measured)
+            print(f"  {device} {dtype} hidden {r['model']['hidden']} tokens/step {tokens:g} seq {r['seq_len']}: "
+                  f"MFU predicted {predicted:.4f} measured {measured:.4f} ({100 * (predicted - measured) / measured:+.1f}%)")
+    if errors:
+        rmse = (sum(e * e for e in errors) / len(errors)) ** 0.5
+        print(f"summary: {len(errors)} held-out runs, RMSE {rmse:.4f} MFU")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", default="gpt2,bert,llama", help="comma-separated families")
@@ -156,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="measured steps per run")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every run (default: as set)")
     parser.add_argument("--json", type=Path, help="also write the rows and summary as JSON here")
+    parser.add_argument("--sweep-results", type=Path,
+                        help="instead: validate the calibration fit on held-out runs stored in this results folder")
     args = parser.parse_args(argv)
+    if args.sweep_results is not None:
+        return validate_calibration(args.sweep_results)
 
     slices = parse_slices(args.slices)
     if args.threads is not None:
