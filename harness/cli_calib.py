@@ -101,7 +101,7 @@ def calibrate(
                       f"{f.rmse:.4f}", "—" if f.loo_rmse is None else f"{f.loo_rmse:.4f}",
                       f"{f.ranges['hidden'][0]}–{f.ranges['hidden'][1]}",
                       f"{f.ranges['tokens_per_step'][0]:g}–{f.ranges['tokens_per_step'][1]:g}")
-    console = Console()
+    console = Console(width=max(150, Console().width))
     console.print(table)
     console.print(f"calibration table written to {path}; `harness estimate` uses it for sizes not measured")
 
