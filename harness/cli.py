@@ -13,6 +13,7 @@ from typing import Any, List, Optional
 import typer
 
 from harness.errors import HarnessError, Interrupted
+from harness.units import si as _si
 
 try:  # recent typer vendors click; older versions use click itself
     from typer._click.exceptions import ClickException as _ClickException
@@ -35,13 +36,6 @@ def _print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def _si(value: float | None, unit: str) -> str:
-    if value is None:
-        return "unknown"
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
 
 
 def _pct(value: float | None) -> str:
@@ -192,6 +186,11 @@ def run(
         json_path = save(record, root)
     except KeyboardInterrupt:
         raise Interrupted from None
+    _show(record, json_path, root, as_json=as_json, report=report)
+
+
+def _show(record, json_path: Path, root: Path, *, as_json: bool, report: bool) -> None:
+    """Print the stored record (JSON or the summary table), then write its report if asked."""
     if as_json:
         _print_json(record.to_dict())
     else:
@@ -219,15 +218,7 @@ def _depth_sliced(spec, text: str, root: Path, as_json: bool, report: bool) -> N
         json_path = save(record, root)
     except KeyboardInterrupt:
         raise Interrupted from None
-    if as_json:
-        _print_json(record.to_dict())
-    else:
-        _summary(record, json_path)
-    if report:
-        from harness.cli_results import write_report
-
-        written = write_report([record.run_id], all_runs=False, out=None, results_dir=root)
-        print(f"report written to {written.html}", file=sys.stderr if as_json else sys.stdout, flush=True)
+    _show(record, json_path, root, as_json=as_json, report=report)
 
 
 def _world_sizes(text: str) -> list[int]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from harness.errors import ConfigError, HarnessError
+from harness.units import si as _si
 
 DEFAULT_CORPUS = "bert-wiki-books"
 DEFAULT_PROJECTION_GPU = "A100"
@@ -108,13 +109,6 @@ class Written:
 # Small helpers
 
 
-def _si(value: float | None, unit: str) -> str:
-    if value is None:
-        return "unknown"
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
 
 
 def _usd(value: float | None) -> str:

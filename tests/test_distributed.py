@@ -96,10 +96,9 @@ def _rank_pids(parent: int, local_rank: str) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
-def test_a_killed_rank_ends_the_run_with_its_name_and_no_record(tmp_path):
-    results = tmp_path / "r"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", config(tmp_path, steps=100000, timeout_s=20),
+def _start_two_ranks(tmp_path, results, *, timeout_s):
+    """A 2-rank run with endless steps; returns it and rank 1's pid once it is timing steps."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", config(tmp_path, steps=100000, timeout_s=timeout_s),
                              "--nproc", "2", "--results-dir", str(results)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -109,6 +108,13 @@ def test_a_killed_rank_ends_the_run_with_its_name_and_no_record(tmp_path):
         victims = _rank_pids(proc.pid, "1")
     assert victims, "rank 1 never started"
     time.sleep(8.0)  # into the timed steps
+    return proc, victims
+
+
+@pytest.mark.slow
+def test_a_killed_rank_ends_the_run_with_its_name_and_no_record(tmp_path):
+    results = tmp_path / "r"
+    proc, victims = _start_two_ranks(tmp_path, results, timeout_s=20)
     os.kill(victims[0], signal.SIGKILL)
     started = time.time()
     _, err = proc.communicate(timeout=120)
@@ -132,16 +138,7 @@ def test_failure_message_names_the_root_cause_rank():
 @pytest.mark.slow
 def test_a_hung_rank_times_out_instead_of_hanging(tmp_path):
     results = tmp_path / "r"
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", config(tmp_path, steps=100000, timeout_s=5),
-                             "--nproc", "2", "--results-dir", str(results)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    victims = []
-    while time.time() < deadline and not victims:
-        time.sleep(1.0)
-        victims = _rank_pids(proc.pid, "1")
-    assert victims, "rank 1 never started"
-    time.sleep(8.0)
+    proc, victims = _start_two_ranks(tmp_path, results, timeout_s=5)
     os.kill(victims[0], signal.SIGSTOP)  # hangs: alive, silent
     started = time.time()
     try:

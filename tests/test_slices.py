@@ -271,15 +271,16 @@ def test_depth_slices_from_the_command_line_store_the_slices_and_the_prediction(
     from tests.conftest import tiny_raw
     from tests.test_cli import harness, write_config
 
-    raw = tiny_raw("gpt2")
-    raw["model"]["layers"] = 4
-    raw["measure"] = {"warmup_steps": 0, "steps": 2, "energy": False}
-    out = harness("run", str(write_config(tmp_path, raw)), "--depth-slices", "1,2", "--json",
+    raw = tiny_raw("gpt2", batch_size=4, seq_len=64)
+    # wide enough that a layer's time stands well above the noise of a shared machine
+    raw["model"].update(layers=4, hidden=256, ffn=1024, max_positions=64)
+    raw["measure"] = {"warmup_steps": 1, "steps": 3, "energy": False}
+    out = harness("run", str(write_config(tmp_path, raw)), "--depth-slices", "1,3", "--json",
                   "--results-dir", str(tmp_path / "r"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     d = record["depth_extrapolation"]
-    assert [s["layers"] for s in d["slices"]] == [1, 2] and record["model"]["layers"] == 4
+    assert [s["layers"] for s in d["slices"]] == [1, 3] and record["model"]["layers"] == 4
     assert record["step_times_s"] == [d["predicted_step_s"]]
     stored = {r["run_id"]: r for r in load_records(tmp_path / "r")}
     assert {s["run_id"] for s in d["slices"]} | {record["run_id"]} == set(stored)  # slices kept too
