@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 
 from harness.errors import HarnessError, Interrupted
+from harness.cli_common import on_sigterm as _on_sigterm, print_json as _print_json
+from harness.cli_common import results_dir as _results_dir
 from harness.units import si as _si
 
 try:  # recent typer vendors click; older versions use click itself
@@ -27,13 +28,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _results_dir(value: Optional[Path]) -> Path:
-    return value or Path(os.environ.get("HARNESS_RESULTS_DIR", "results"))
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-    sys.stdout.flush()
 
 
 
@@ -91,8 +87,6 @@ def _summary(record, json_path: Path) -> None:
     console.print(f"record written to {json_path}")
 
 
-def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt
 
 
 class _StepProgress:
@@ -170,8 +164,9 @@ def run(
         _depth_sliced(spec, depth_slices, root, as_json, report)
         return
     if (nproc > 1 or nnodes > 1) and dist_env() is None:
-        launch(forward + (["--json"] if as_json else []) + (["--report"] if report else []), nproc=nproc,
-               nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
+        sys.stdout.write(launch(forward + (["--json"] if as_json else []) + (["--report"] if report else []),
+                                nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint))
+        sys.stdout.flush()
         return
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -260,16 +255,10 @@ def _scaling(sizes: list[int], forward: list[str], as_json: bool, **launch_kwarg
             done = subprocess.run([sys.executable, "-m", "harness", *forward, "--json"], stdout=subprocess.PIPE,
                                   text=True)
             if done.returncode != 0:
-                raise Interrupted if done.returncode == EXIT_INTERRUPTED else _failed("world size 1 failed")
+                raise Interrupted if done.returncode == EXIT_INTERRUPTED else HarnessError("world size 1 failed")
             out = done.stdout
         else:
-            import io
-            from contextlib import redirect_stdout
-
-            buffer = io.StringIO()
-            with redirect_stdout(buffer):
-                launch([*forward, "--json"], nproc=n, capture=True, **launch_kwargs)
-            out = buffer.getvalue()
+            out = launch([*forward, "--json"], nproc=n, **launch_kwargs)
         rows.append(json.loads(out))
     base = rows[0]["tokens_per_s"]
     table = [{"world_size": r["world_size"], "run_id": r["run_id"], "tokens_per_s": r["tokens_per_s"],
@@ -282,12 +271,6 @@ def _scaling(sizes: list[int], forward: list[str], as_json: bool, **launch_kwarg
     for t in table:
         print(f"N={t['world_size']}: {t['tokens_per_s']:,.0f} tokens/s ({t['per_device_tokens_per_s']:,.0f} per device), "
               f"weak-scaling efficiency {t['efficiency']:.3f}  [run {t['run_id']}]")
-
-
-def _failed(message: str):
-    from harness.errors import HarnessError
-
-    return HarnessError(message)
 
 
 def _count_table(report) -> None:

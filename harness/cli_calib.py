@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -11,13 +10,11 @@ from typing import Optional
 
 import typer
 
-
-def _results_dir(value: Optional[Path]) -> Path:
-    return value or Path(os.environ.get("HARNESS_RESULTS_DIR", "results"))
+from harness.cli_common import on_sigterm as _on_sigterm, results_dir as _results_dir
 
 
-def _on_sigterm(signum, frame):
-    raise KeyboardInterrupt
+
+
 
 
 def sweep(
@@ -53,7 +50,7 @@ def sweep(
 
             state = run_sweep(plan, results_dir=root, resume=resume, source=str(sweep_file),
                               measured_hashes=measured, on_point=on_point,
-                              measure=lambda spec: _quiet_measure(spec))
+                              measure=_quiet_measure)
     except KeyboardInterrupt:
         raise Interrupted from None
     counts = {s: sum(p["status"] == s for p in state.points) for s in ("measured", "failed")}

@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
+
+from harness.cli_common import print_json as _print_json, results_dir as _results_dir
+from harness.units import usd as _usd
 
 prices_app = typer.Typer(no_args_is_help=True, help="Cloud GPU price tables: fetch, cache, show.")
 reproduce_app = typer.Typer(no_args_is_help=True, help="Published cost tables recomputed beside the paper.")
 
 
-def _results_dir(value: Optional[Path]) -> Path:
-    return value or Path(os.environ.get("HARNESS_RESULTS_DIR", "results"))
 
 
 def _cache_dir(results_dir: Path) -> Path:
     return results_dir / "cache" / "prices"
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
-    sys.stdout.flush()
 
 
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
 
 
 def _warn(console, warnings) -> None:
@@ -168,7 +159,8 @@ def estimate(
     prices = load_prices(sources, cache_dir=_cache_dir(root), urls=urls, offline=offline)
     project = gpu is None and record["device"].get("type") != "cuda"  # no offers apply: project to each GPU
     calibration = read_calibration(root)
-    result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=load_records(root),
+    stored = load_records(root)
+    result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=stored,
                          calibration=calibration,
                          devices=devices, gpu=gpu, dtype=None if project else dtype, utilization=utilization,
                          scaling_efficiency=scaling_efficiency, fully_loaded_multiplier=fully_loaded,
@@ -180,7 +172,7 @@ def estimate(
         from harness.estimate import project_offers
 
         result = replace(result, projections=project_offers(
-            record, the_plan, the_corpus, offers=prices.offers, records=load_records(root), devices=devices,
+            record, the_plan, the_corpus, offers=prices.offers, records=stored, devices=devices,
             calibration=calibration,
             dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
             fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,

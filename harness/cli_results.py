@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
+
+from harness.cli_common import print_json as _print_json, results_dir as _results_dir
 
 results_app = typer.Typer(no_args_is_help=True, help="The results database: list, show, export, import.")
 
 
-def _results_dir(value: Optional[Path]) -> Path:
-    return value or Path(os.environ.get("HARNESS_RESULTS_DIR", "results"))
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    sys.stdout.flush()
 
 
 _RESULTS_DIR = typer.Option(None, "--results-dir", help="Where runs are stored (default results/ or $HARNESS_RESULTS_DIR).")

@@ -140,10 +140,10 @@ _TORCHRUN_NOISE = re.compile(r"^(W\d{4}|I\d{4}|\*{5}|Setting OMP_NUM_THREADS|.*t
 
 
 def launch(argv: Sequence[str], *, nproc: int, nnodes: int = 1, node_rank: int = 0,
-           rdzv_endpoint: str | None = None, capture: bool = False) -> int:
-    """Run `harness <argv>` under torchrun. Rank 0's stdout (the record or its summary) is
-    copied to sys.stdout; the ranks' stderr passes through, less torchrun's own chatter. A failed
-    rank raises RankFailure naming it, after torchrun has stopped the others."""
+           rdzv_endpoint: str | None = None) -> str:
+    """Run `harness <argv>` under torchrun and return rank 0's stdout (the record or its
+    summary); the ranks' stderr passes through, less torchrun's own chatter. A failed rank
+    raises RankFailure naming it, after torchrun has stopped the others."""
     import threading
 
     cmd = torchrun_command(argv, nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
@@ -171,9 +171,7 @@ def launch(argv: Sequence[str], *, nproc: int, nnodes: int = 1, node_rank: int =
     code = proc.wait()
     relay_thread.join(timeout=5)
     if code == 0:
-        sys.stdout.write(out)
-        sys.stdout.flush()
-        return 0
+        return out
     raise RankFailure(failure_message(lines))
 
 

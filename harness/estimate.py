@@ -138,23 +138,28 @@ def carbon_intensity(region: str | None, kg_per_kwh: float | None) -> tuple[floa
     return row["kg_co2e_per_kwh"], name, f"{row['source']} (data year: {row['as_of']})"
 
 
-def job_energy(energy_j: float, method: str, *, pue: float, region: str | None,
-               kg_per_kwh: float | None, usd_per_kwh: float | None) -> dict[str, Any]:
-    """kWh, kWh x PUE, CO2e (kg, lbs) and energy cost of `energy_j` joules of IT energy
-    (Strubell et al. 2019: p = PUE x kWh; CO2e = intensity x p)."""
+def energy_settings(*, pue: float, region: str | None, kg_per_kwh: float | None,
+                    usd_per_kwh: float | None) -> dict[str, Any]:
+    """The validated inputs that turn joules into kWh·PUE, CO2e and dollars, each with its source."""
     if pue < 1:
         raise ConfigError("--pue", f"must be >= 1.0 (facility energy / IT energy), got {pue}")
     if usd_per_kwh is not None and usd_per_kwh < 0:
         raise ConfigError("--usd-per-kwh", f"must be >= 0, got {usd_per_kwh}")
     intensity, label, source = carbon_intensity(region, kg_per_kwh)
+    return {"pue": pue, "pue_source": "default 1.58 (Strubell et al. 2019)" if pue == DEFAULT_PUE
+            else "user-given (--pue)", "carbon_region": label, "kg_co2e_per_kwh": intensity,
+            "carbon_source": source, "usd_per_kwh": usd_per_kwh}
+
+
+def job_energy(energy_j: float, method: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """kWh, kWh x PUE, CO2e (kg, lbs) and energy cost of `energy_j` joules of IT energy
+    (Strubell et al. 2019: p = PUE x kWh; CO2e = intensity x p), `settings` from energy_settings."""
     kwh = energy_j / 3.6e6
-    kwh_pue = kwh * pue
-    kg = kwh_pue * intensity
-    return {"kwh": kwh, "pue": pue, "pue_source": "default 1.58 (Strubell et al. 2019)" if pue == DEFAULT_PUE
-            else "user-given (--pue)", "kwh_pue": kwh_pue, "method": method,
-            "carbon_region": label, "kg_co2e_per_kwh": intensity, "carbon_source": source,
-            "co2e_kg": kg, "co2e_lbs": kg * LBS_PER_KG, "usd_per_kwh": usd_per_kwh,
-            "energy_cost_usd": None if usd_per_kwh is None else kwh_pue * usd_per_kwh}
+    kwh_pue = kwh * settings["pue"]
+    kg = kwh_pue * settings["kg_co2e_per_kwh"]
+    price = settings["usd_per_kwh"]
+    return {"kwh": kwh, **settings, "kwh_pue": kwh_pue, "method": method, "co2e_kg": kg,
+            "co2e_lbs": kg * LBS_PER_KG, "energy_cost_usd": None if price is None else kwh_pue * price}
 
 
 def per_device_rate(record: dict[str, Any]) -> float:
@@ -290,9 +295,8 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         raise ConfigError("--scaling-efficiency", f"must be in (0, 1], got {scaling_efficiency}")
     if fully_loaded_multiplier < 1:
         raise ConfigError("--fully-loaded-multiplier", "must be >= 1")
-    energy_inputs = dict(pue=pue, region=carbon_region, kg_per_kwh=carbon_intensity_kg_per_kwh,
-                         usd_per_kwh=usd_per_kwh)
-    job_energy(0.0, "check", **energy_inputs)  # validate before any counting
+    energy_inputs = energy_settings(pue=pue, region=carbon_region, kg_per_kwh=carbon_intensity_kg_per_kwh,
+                                    usd_per_kwh=usd_per_kwh)  # validated before any counting
     spec = build_spec(record["spec"])
     lengths = _phase_lengths(spec, plan)
     notes: list[str] = []
@@ -371,7 +375,7 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         tdp = datasheet_by_name(gpu, "fp32")[0].tdp_w
         energy = None if tdp is None else job_energy(
             tdp * device_s, f"estimated: {hardware} datasheet max power {tdp:g} W x device-hours (GPU only; host "
-            "CPU and memory not included)", **energy_inputs)
+            "CPU and memory not included)", energy_inputs)
         if energy is None:
             notes.append(f"energy unknown: no datasheet power for {hardware}")
     elif measured_energy:
@@ -380,7 +384,7 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         methods = ", ".join(f"{k} {v}" for k, v in measured_energy["methods"].items())
         energy = job_energy(avg_w * device_s, f"{'estimated' if measured_energy['estimated'] else 'measured'}: "
                             f"{avg_w:.1f} W during the steps of run {record['run_id']} ({methods}) x device-hours",
-                            **energy_inputs)
+                            energy_inputs)
         energy["avg_w_per_device"] = avg_w
     else:
         energy = None

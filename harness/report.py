@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from harness.errors import ConfigError, HarnessError
-from harness.units import si as _si
+from harness.units import si as _si, usd as _usd
 
 DEFAULT_CORPUS = "bert-wiki-books"
 DEFAULT_PROJECTION_GPU = "A100"
@@ -111,12 +111,6 @@ class Written:
 
 
 
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value >= 100:
-        return f"${value:,.0f}"
-    return f"${value:,.2f}" if value >= 0.01 else f"${value:.2g}"
 
 
 def _pct(value: float | None) -> str:

@@ -11,3 +11,12 @@ def si(value: float | None, unit: str) -> str:
         if abs(value) >= factor:
             return f"{value / factor:.3g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
+
+
+def usd(value: float | None) -> str:
+    """Dollars: whole above $100, cents below, two significant figures under a cent; None → n/a."""
+    if value is None:
+        return "n/a"
+    if value >= 100:
+        return f"${value:,.0f}"
+    return f"${value:,.2f}" if value >= 0.01 else f"${value:.2g}"
