@@ -143,12 +143,17 @@ def run(
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)."),
     scaling: Optional[str] = typer.Option(None, "--scaling", help="World sizes to measure in turn, e.g. 1,2: weak-scaling efficiency."),
     depth_slices: Optional[str] = typer.Option(None, "--depth-slices", help="Measure these numbers of layers at full width (e.g. 1,2,4) and predict the full depth."),
+    slice_repeats: Optional[int] = typer.Option(None, "--slice-repeats", help="With --depth-slices: runs of each slice, round by round; the fit takes each slice's shortest median step and median peak memory (default 1)."),
 ) -> None:
     """Measure training steps of a model and write the record."""
     from harness.config import load_spec
     from harness.distributed import dist_env, launch
 
     spec = load_spec(config, set_)
+    if slice_repeats is not None and depth_slices is None:
+        from harness.errors import ConfigError
+
+        raise ConfigError("--slice-repeats", "only with --depth-slices (runs of each slice)")
     from harness.run import measure
     from harness.store import check, save
 
@@ -161,7 +166,7 @@ def run(
                  rdzv_endpoint=rdzv_endpoint)
         return
     if depth_slices is not None:
-        _depth_sliced(spec, depth_slices, root, as_json, report)
+        _depth_sliced(spec, depth_slices, 1 if slice_repeats is None else slice_repeats, root, as_json, report)
         return
     if (nproc > 1 or nnodes > 1) and dist_env() is None:
         sys.stdout.write(launch(forward + (["--json"] if as_json else []) + (["--report"] if report else []),
@@ -197,18 +202,19 @@ def _show(record, json_path: Path, root: Path, *, as_json: bool, report: bool) -
         print(f"report written to {written.html}", file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
-def _depth_sliced(spec, text: str, root: Path, as_json: bool, report: bool) -> None:
+def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, report: bool) -> None:
     """Measure the slices (each in a fresh process), store them, then store the full-depth record
     predicted from them."""
     from harness.record import RunRecord
-    from harness.slices import check_slices, depth_sliced_record, measure_slices, parse_slices
+    from harness.slices import check_repeats, check_slices, depth_sliced_record, measure_slices, parse_slices
     from harness.store import save, save_many
 
     slices = check_slices(spec, parse_slices(text))
+    check_repeats(repeats)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        results = measure_slices(spec, slices, log=lambda m: print(m, file=sys.stderr, flush=True))
-        save_many([r.record for r in results], root)
+        results = measure_slices(spec, slices, repeats=repeats, log=lambda m: print(m, file=sys.stderr, flush=True))
+        save_many([run for r in results for run in r.runs], root)
         record = RunRecord(**depth_sliced_record(spec, results))
         json_path = save(record, root)
     except KeyboardInterrupt:

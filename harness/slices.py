@@ -7,6 +7,8 @@ the loss, the runtime's own memory; the per-layer term one block's forward, back
 update, weights, gradients, Adam moments and activations. Measuring a few slices (the same model
 with 1, 2, 4 layers) and fitting the line by least squares predicts the full depth, with the fit's
 residual as a first check. For T5 a "layer" is one encoder layer and one decoder layer together.
+On a shared machine each slice can be run several times (``--slice-repeats``), round by round;
+the fit then takes the shortest median step time and the median peak memory of each slice.
 
 Each slice runs in a fresh process (``python -m harness run``): on CPU the peak memory is the
 process's peak RSS (``ru_maxrss``), which never goes down, so slices sharing one process would
@@ -23,6 +25,7 @@ import copy
 import json
 import math
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,27 +155,50 @@ def check_slices(spec: RunSpec, slices: Sequence[int]) -> tuple[int, ...]:
 # Measuring slices
 
 
+STEP_STATISTIC = ("the shortest of the repeats' median step times: on a shared machine other load only "
+                  "slows a run down, so the least-contended run is the best estimate of the device's own speed")
+MEMORY_STATISTIC = "the median of the repeats' peak memory (the allocator's peak jitters from run to run)"
+
+
 @dataclass(frozen=True)
 class SliceResult:
-    """One measured slice: its depth, the figures the fit uses, and the whole run record."""
+    """One measured depth, from one or more runs of it (each in a fresh process).
+
+    `step_s` is the shortest of the runs' median step times (:data:`STEP_STATISTIC`),
+    `peak_memory_bytes` the median of their peaks (:data:`MEMORY_STATISTIC`); `record` is the
+    run with the shortest median step, whose counts, power and environment stand for the depth;
+    `runs` holds every run's record."""
 
     layers: int
-    median_step_s: float
+    step_s: float
     peak_memory_bytes: int
     model_flops_per_step: int
     params: int
     record: Mapping[str, Any]
+    runs: tuple[Mapping[str, Any], ...]
 
     @property
     def run_id(self) -> str:
         return self.record["run_id"]
 
     @classmethod
-    def from_record(cls, layers: int, record: Mapping[str, Any]) -> "SliceResult":
-        return cls(layers=layers, median_step_s=float(record["median_step_s"]),
-                   peak_memory_bytes=int(record["peak_memory_bytes"]),
-                   model_flops_per_step=int(record["model_flops_per_step"]),
-                   params=int(record["params"]), record=record)
+    def from_records(cls, layers: int, records: Sequence[Mapping[str, Any]]) -> "SliceResult":
+        """Combine the runs of one depth (1 or more)."""
+        if not records:
+            raise ValueError(f"no runs of the {layers}-layer depth to combine")
+        fastest = min(records, key=lambda r: float(r["median_step_s"]))
+        return cls(layers=layers, step_s=float(fastest["median_step_s"]),
+                   peak_memory_bytes=int(round(statistics.median(int(r["peak_memory_bytes"]) for r in records))),
+                   model_flops_per_step=int(fastest["model_flops_per_step"]),
+                   params=int(fastest["params"]), record=fastest, runs=tuple(records))
+
+    def summary(self) -> dict[str, Any]:
+        """The slice as `depth_extrapolation.slices` lists it."""
+        return {"layers": self.layers, "step_s": self.step_s, "peak_memory_bytes": self.peak_memory_bytes,
+                "run_id": self.run_id, "repeats": len(self.runs),
+                "run_ids": [r["run_id"] for r in self.runs],
+                "median_step_s_runs": [float(r["median_step_s"]) for r in self.runs],
+                "peak_memory_bytes_runs": [int(r["peak_memory_bytes"]) for r in self.runs]}
 
 
 def run_in_subprocess(spec: RunSpec, *, python: str | None = None) -> dict[str, Any]:
@@ -201,23 +227,43 @@ def run_in_subprocess(spec: RunSpec, *, python: str | None = None) -> dict[str, 
         raise HarnessError("the child printed no JSON record on stdout") from None
 
 
-def measure_slices(spec: RunSpec, slices: Sequence[int], *, runner: Runner | None = None,
-                   log: Callable[[str], None] | None = None) -> list[SliceResult]:
-    """Measure `spec` at each depth in `slices` (full width), shallowest first, each in a fresh
-    process (`runner` replaces that: slice spec → record dict, for tests). A failed slice raises
-    HarnessError naming it."""
+def check_repeats(repeats: int) -> int:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError("--slice-repeats", f"got {repeats!r}; allowed: an integer >= 1 (runs of each slice)")
+    return repeats
+
+
+def measure_depths(spec: RunSpec, depths: Sequence[int], *, repeats: int = 1, runner: Runner | None = None,
+                   log: Callable[[str], None] | None = None) -> dict[int, SliceResult]:
+    """Measure `spec` at full width at each of `depths` (the full depth allowed: `spec` itself),
+    `repeats` times each, each run in a fresh process (`runner` replaces that: spec → record
+    dict, for tests). The repeats go round by round (1, 2, 4, 1, 2, 4, ...), so that a spell of
+    other load falls on one run of several depths rather than on every run of one. A failed run
+    raises HarnessError naming its depth."""
     runner = runner or run_in_subprocess
-    results = []
+    repeats = check_repeats(repeats)
     depth = full_depth(spec)
-    for layers in check_slices(spec, slices):
-        if log is not None:
-            log(f"depth slice {layers} of {depth} layers: measuring in a fresh process")
-        try:
-            record = runner(slice_spec(spec, layers))
-        except HarnessError as err:
-            raise HarnessError(f"depth slice of {layers} layers failed: {err}") from None
-        results.append(SliceResult.from_record(layers, record))
-    return results
+    depths = sorted(set(depths))
+    specs = {d: spec if d == depth else slice_spec(spec, d) for d in depths}
+    runs: dict[int, list[Mapping[str, Any]]] = {d: [] for d in depths}
+    for round_ in range(repeats):
+        for layers in depths:
+            if log is not None:
+                of = f", run {round_ + 1} of {repeats}" if repeats > 1 else ""
+                log(f"depth slice {layers} of {depth} layers{of}: measuring in a fresh process")
+            try:
+                runs[layers].append(runner(specs[layers]))
+            except HarnessError as err:
+                raise HarnessError(f"depth slice of {layers} layers failed: {err}") from None
+    return {d: SliceResult.from_records(d, runs[d]) for d in depths}
+
+
+def measure_slices(spec: RunSpec, slices: Sequence[int], *, repeats: int = 1, runner: Runner | None = None,
+                   log: Callable[[str], None] | None = None) -> list[SliceResult]:
+    """Measure `spec` at each depth in `slices` (checked: 2 or more, each below the full depth),
+    shallowest first; see :func:`measure_depths`."""
+    measured = measure_depths(spec, check_slices(spec, slices), repeats=repeats, runner=runner, log=log)
+    return [measured[d] for d in sorted(measured)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +347,7 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
     depth = full_depth(spec)
     results = sorted(results, key=lambda r: r.layers)
     xs = [r.layers for r in results]
-    time_fit = fit_linear(xs, [r.median_step_s for r in results])
+    time_fit = fit_linear(xs, [r.step_s for r in results])
     memory_fit = fit_linear(xs, [r.peak_memory_bytes for r in results])
     predicted_s = time_fit.predict(depth)
     predicted_memory = memory_fit.predict(depth)
@@ -330,10 +376,11 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
     return {
         "method": "least squares of y = fixed + per_layer x layers over depth slices at full width, "
                   "each slice measured in a fresh process",
+        "repeats": min(len(r.runs) for r in results),
+        "step_statistic": STEP_STATISTIC, "memory_statistic": MEMORY_STATISTIC,
         "layers_meaning": "encoder and decoder layers each (T5)" if family == "t5" else "transformer layers",
         "full_layers": depth,
-        "slices": [{"layers": r.layers, "median_step_s": r.median_step_s, "peak_memory_bytes": r.peak_memory_bytes,
-                    "run_id": r.run_id} for r in results],
+        "slices": [r.summary() for r in results],
         "predicted_step_s": predicted_s,
         "predicted_peak_memory_bytes": int(round(predicted_memory)),
         "peak_memory_method": largest.record.get("peak_memory_method"),
@@ -405,7 +452,8 @@ def depth_sliced_record(spec: RunSpec, results: Sequence[SliceResult],
     uncounted = _extrapolate_counts([r["flops"].get("uncounted_ops", {}) for r in slice_records], xs, depth)
     model_flops = count.total
     analytic = analytic_flops(spec, params)
-    slice_ids = ", ".join(r.run_id for r in results)
+    slice_ids = ", ".join(run["run_id"] for r in results for run in r.runs)
+    repeats = min(len(r.runs) for r in results)
     now = datetime.now(timezone.utc)
 
     flops = base["flops"]
@@ -446,7 +494,8 @@ def depth_sliced_record(spec: RunSpec, results: Sequence[SliceResult],
         "iqr_step_s": "none: one predicted step has no spread (see depth_extrapolation.residual)",
         "energy": "largest slice's average power x predicted step time",
     })
-    warnings = [f"depth-sliced: step time and peak memory predicted from slices {xs} of {depth} layers "
+    each = f", {repeats} runs each" if repeats > 1 else ""
+    warnings = [f"depth-sliced: step time and peak memory predicted from slices {xs} of {depth} layers{each} "
                 f"(runs {slice_ids}); fit residual {extrapolation['residual']:.2%} (time), "
                 f"{extrapolation['residual_memory']:.2%} (memory)"]
     warnings += list(extrapolation.get("warnings", []))

@@ -6,7 +6,11 @@ the measured ones. Target on this CPU machine: within 5%.
 
     python scripts/validate_depth_slices.py [--families gpt2,bert,llama,t5] [--widths 256,512]
                                             [--slices 1,2,4] [--layers 8] [--steps 5]
-                                            [--threads N] [--json FILE]
+                                            [--repeats 3] [--threads N] [--json FILE]
+
+Each depth, the full one included, is run `--repeats` times, round by round (1, 2, 4, 8, 1, 2,
+...), and each depth's figures are combined as `harness run --slice-repeats` combines a slice's:
+the shortest median step time (other load only slows a run down) and the median peak memory.
 
 Peak memory on CPU is the process's peak RSS, so its total includes the runtime (Python, torch,
 about 0.4 GB) that every slice shares; the "beyond" column is the error on the part the slices
@@ -34,8 +38,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.config import RunSpec, build_spec  # noqa: E402
-from harness.slices import (depth_sliced_record, extrapolate, measure_slices, parse_slices,  # noqa: E402
-                            run_in_subprocess)
+from harness.slices import (check_slices, depth_sliced_record, extrapolate, measure_depths,  # noqa: E402
+                            parse_slices)
 
 TARGET = 0.05  # relative error, step time and peak memory
 
@@ -73,40 +77,45 @@ def _error(predicted: float, measured: float) -> float:
     return (predicted - measured) / measured
 
 
-def validate(spec: RunSpec, slices: tuple[int, ...]) -> dict[str, Any]:
+def validate(spec: RunSpec, slices: tuple[int, ...], repeats: int) -> dict[str, Any]:
     """Predict `spec` from its slices (the depth-sliced record `harness estimate` would use),
-    measure it at full depth, and compare."""
+    measure it at full depth, and compare. The slices and the full model are measured alike:
+    `repeats` runs each, round by round, combined by the same rule (SliceResult)."""
     started = time.perf_counter()
     busy0, own0 = _busy_s(), _children_cpu_s()
-    results = measure_slices(spec, slices)
+    slices = check_slices(spec, slices)
+    measured = measure_depths(spec, [*slices, spec.model.layers], repeats=repeats)
+    results = [measured[d] for d in slices]
+    full = measured[spec.model.layers]
     extrapolation = extrapolate(spec, results)
-    full = run_in_subprocess(spec)
     busy1, own1 = _busy_s(), _children_cpu_s()
     other = None
     if busy0 is not None and busy1 is not None and busy1[1] > busy0[1]:
         other = max(0.0, (busy1[0] - busy0[0]) - (own1 - own0)) / (busy1[1] - busy0[1])
     largest = results[-1]
     record = depth_sliced_record(spec, results, extrapolation)
-    predicted_s, measured_s = extrapolation["predicted_step_s"], full["median_step_s"]
-    predicted_b, measured_b = extrapolation["predicted_peak_memory_bytes"], full["peak_memory_bytes"]
+    predicted_s, measured_s = extrapolation["predicted_step_s"], full.step_s
+    predicted_b, measured_b = extrapolation["predicted_peak_memory_bytes"], full.peak_memory_bytes
     return {
         "model": f"{spec.model.family} h{spec.model.hidden} L{spec.model.layers}",
         "slices": list(slices),
         "predicted_step_s": predicted_s, "measured_step_s": measured_s,
         "step_error": _error(predicted_s, measured_s),
-        "step_error_beyond": _error(predicted_s - largest.median_step_s, measured_s - largest.median_step_s),
-        "measured_cv_step": full["cv_step"],
+        "step_error_beyond": _error(predicted_s - largest.step_s, measured_s - largest.step_s),
+        "measured_cv_step": full.record["cv_step"], "repeats": repeats,
+        "measured_step_s_runs": [r["median_step_s"] for r in full.runs],
         "predicted_peak_memory_bytes": predicted_b, "measured_peak_memory_bytes": measured_b,
         "memory_error": _error(predicted_b, measured_b),
         "memory_error_beyond": _error(predicted_b - largest.peak_memory_bytes,
                                       measured_b - largest.peak_memory_bytes)
         if measured_b != largest.peak_memory_bytes else None,
-        "hardware_flops_error": _error(record["hardware_flops_per_step"], full["hardware_flops_per_step"]),
-        "model_flops_error": _error(record["model_flops_per_step"], full["model_flops_per_step"]),
-        "other_cpu_load": other, "torch_threads": full["env"].get("torch_threads"),
+        "hardware_flops_error": _error(record["hardware_flops_per_step"], full.record["hardware_flops_per_step"]),
+        "model_flops_error": _error(record["model_flops_per_step"], full.record["model_flops_per_step"]),
+        "other_cpu_load": other, "torch_threads": full.record["env"].get("torch_threads"),
         "residual_step": extrapolation["residual"], "residual_memory": extrapolation["residual_memory"],
         "slice_points": extrapolation["slices"], "fit": extrapolation["fit"],
-        "full_run_id": full["run_id"], "slice_run_ids": [r.run_id for r in results],
+        "full_run_ids": [r["run_id"] for r in full.runs],
+        "slice_run_ids": [run["run_id"] for r in results for run in r.runs],
         "wall_s": time.perf_counter() - started,
     }
 
@@ -186,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", default="1,2,4", help="slice depths")
     parser.add_argument("--layers", type=int, default=8, help="full depth")
     parser.add_argument("--steps", type=int, default=5, help="measured steps per run")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each depth, slices and full model alike, round by round: shortest median "
+                             "step and median peak memory of each (as `harness run --slice-repeats`)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every run (default: as set)")
     parser.add_argument("--json", type=Path, help="also write the rows and summary as JSON here")
     parser.add_argument("--sweep-results", type=Path,
@@ -198,14 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the runs are child processes: they inherit it
     print(f"torch threads per run: {os.environ.get('OMP_NUM_THREADS', 'torch default')}; "
-          f"{os.cpu_count()} CPUs", flush=True)
+          f"{os.cpu_count()} CPUs; {args.repeats} runs of each depth", flush=True)
     rows = []
     for family in args.families.split(","):
         for width in (int(w) for w in args.widths.split(",")):
             spec = model_spec(family.strip(), width, args.layers, args.steps)
             print(f"{family} h{width}: slices {list(slices)} and the full {args.layers} layers ...",
                   file=sys.stderr, flush=True)
-            rows.append(validate(spec, slices))
+            rows.append(validate(spec, slices, args.repeats))
     print_rows(rows)
     summary = summarize(rows)
     print_summary(summary)

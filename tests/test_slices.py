@@ -6,7 +6,8 @@ from harness.build import build_model, count_params
 from harness.config import build_spec
 from harness.errors import ConfigError, HarnessError
 from harness.slices import (GATHERED_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, SliceResult, check_slices,
-                            depth_sliced_record, extrapolate, fit_linear, measure_slices, min_devices,
+                            depth_sliced_record, extrapolate, fit_linear, measure_depths, measure_slices,
+                            min_devices,
                             parse_slices, run_in_subprocess, slice_spec)
 from harness.store import save
 from tests.conftest import tiny_raw
@@ -144,8 +145,55 @@ def test_measure_slices_runs_each_slice_shallowest_first():
     results = measure_slices(spec_of(layers=8), [4, 1, 2], runner=runner)
     assert [r.layers for r in results] == [1, 2, 4]
     assert [s.model.layers for s in runner.calls] == [1, 2, 4]
-    assert results[0].median_step_s == 0.75 and results[0].peak_memory_bytes == 5 * GIB
+    assert results[0].step_s == 0.75 and results[0].peak_memory_bytes == 5 * GIB
     assert results[2].run_id == "slice-4" and results[2].params == 5400
+
+
+def test_repeats_go_round_by_round_and_keep_the_fastest_step_and_the_median_memory():
+    # (step factor, memory offset) of each call in turn: round 1 is slowed down by other load,
+    # round 2 is quiet, round 3 is slightly slow; memory jitters by +-0.1 GiB around the line.
+    jitter = iter([(1.5, 0.1), (1.5, -0.1), (1.5, 0.0),  # round 1: layers 1, 2, 4
+                   (1.0, -0.1), (1.0, 0.0), (1.0, 0.1),  # round 2
+                   (1.1, 0.0), (1.1, 0.1), (1.1, -0.1)])  # round 3
+    calls = []
+
+    def runner(sliced):
+        layers = sliced.model.layers
+        slow, extra = next(jitter)
+        calls.append(layers)
+        record = fake_record(sliced, step_s=(0.5 + 0.25 * layers) * slow,
+                             memory=int((4 + layers + extra) * GIB))
+        record["run_id"] = f"slice-{layers}-{len(calls)}"
+        return record
+
+    spec = spec_of(layers=8)
+    results = measure_slices(spec, [1, 2, 4], repeats=3, runner=runner)
+    assert calls == [1, 2, 4] * 3
+    assert [r.step_s for r in results] == [0.75, 1.0, 1.5]  # round 2's, the least contended
+    assert [r.peak_memory_bytes for r in results] == [5 * GIB, 6 * GIB, 8 * GIB]  # the median of three
+    assert [r.run_id for r in results] == ["slice-1-4", "slice-2-5", "slice-4-6"]
+    assert [len(r.runs) for r in results] == [3, 3, 3]
+    e = extrapolate(spec, results)
+    assert e["predicted_step_s"] == pytest.approx(2.5) and e["predicted_peak_memory_bytes"] == 12 * GIB
+    assert e["repeats"] == 3 and "shortest" in e["step_statistic"] and "median" in e["memory_statistic"]
+    first = e["slices"][0]
+    assert first["run_ids"] == ["slice-1-1", "slice-1-4", "slice-1-7"]
+    assert first["median_step_s_runs"] == pytest.approx([1.125, 0.75, 0.825])
+    record = depth_sliced_record(spec, results, e)
+    assert "3 runs each" in record["warnings"][0] and "slice-4-9" in record["warnings"][0]
+
+
+def test_the_full_depth_is_measured_alike_when_asked():
+    runner = runner_for()
+    measured = measure_depths(spec_of(layers=8), [8, 1, 2], repeats=2, runner=runner)
+    assert [s.model.layers for s in runner.calls] == [1, 2, 8, 1, 2, 8]
+    assert measured[8].step_s == 0.5 + 0.25 * 8 and measured[8].record["params"] == 5800
+
+
+@pytest.mark.parametrize("repeats", [0, -1, True, 1.5])
+def test_bad_repeats_name_the_option(repeats):
+    with pytest.raises(ConfigError, match="--slice-repeats"):
+        measure_slices(spec_of(layers=8), [1, 2], repeats=repeats, runner=runner_for())
 
 
 def test_a_failed_slice_is_named():
@@ -256,7 +304,7 @@ def test_measure_slices_end_to_end_in_fresh_processes():
     assert [r.record["model"]["layers"] for r in results] == [1, 2]
     assert results[0].params < results[1].params < count_params(build_model(spec.model, "meta")).total
     assert results[0].model_flops_per_step < results[1].model_flops_per_step
-    assert all(r.median_step_s > 0 and r.peak_memory_bytes > 0 for r in results)
+    assert all(r.step_s > 0 and r.peak_memory_bytes > 0 for r in results)
     assert results[0].record["env"]["device"]["type"] == "cpu"
     e = extrapolate(spec, results)
     assert e["predicted_step_s"] > 0 and e["dof"] == 0
@@ -283,6 +331,9 @@ def test_depth_slices_from_the_command_line_store_the_slices_and_the_prediction(
     assert [s["layers"] for s in d["slices"]] == [1, 3] and record["model"]["layers"] == 4
     assert record["step_times_s"] == [d["predicted_step_s"]]
     stored = {r["run_id"]: r for r in load_records(tmp_path / "r")}
-    assert {s["run_id"] for s in d["slices"]} | {record["run_id"]} == set(stored)  # slices kept too
-    bad = harness("run", str(write_config(tmp_path, raw)), "--depth-slices", "1,8", cwd=tmp_path)
-    assert bad.returncode == 2 and "--depth-slices" in bad.stderr and bad.stderr.count("\n") == 1
+    assert {i for s in d["slices"] for i in s["run_ids"]} | {record["run_id"]} == set(stored)  # slices kept too
+    for args, option in [(("--depth-slices", "1,8"), "--depth-slices"),
+                         (("--depth-slices", "1,2", "--slice-repeats", "0"), "--slice-repeats"),
+                         (("--slice-repeats", "2"), "--slice-repeats")]:
+        bad = harness("run", str(write_config(tmp_path, raw)), *args, cwd=tmp_path)
+        assert bad.returncode == 2 and option in bad.stderr and bad.stderr.count("\n") == 1, (args, bad.stderr)
