@@ -93,15 +93,6 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
         model = distributed.wrap(model, spec.distributed.strategy, device)
     step, optimizer_impl = prepare(spec, model, batch, device)
 
-    log(f"measuring peak matmul FLOP/s in {spec.train.dtype}")
-    measured_peak = measure_peak(device.type, spec.train.dtype)
-    if denv is not None:  # measured on every rank at once, as the ranks share the machine
-        peaks = distributed.gather(measured_peak.flops_per_s)
-        measured_peak = dataclasses.replace(measured_peak, flops_per_s=statistics.mean(peaks))
-    env = collect_env(device.type)
-    sheet = datasheet_peak(device.type, env["device"]["name"], spec.train.dtype,
-                           tf32_enabled=env["tf32_matmul"])
-
     log(f"timing {spec.measure.warmup_steps} warm-up + {spec.measure.steps} measured steps")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -126,6 +117,17 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
     finally:
         reading = sampler.stop() if sampler is not None else None
     peak_memory, memory_method = _peak_memory(device)
+    # After the steps and their peak memory: on CPU the benchmark sizes its matrices by timing
+    # (so by load), and its buffers would otherwise enter the process's peak RSS and reshape
+    # the allocator's heap for the steps.
+    log(f"measuring peak matmul FLOP/s in {spec.train.dtype}")
+    measured_peak = measure_peak(device.type, spec.train.dtype)
+    if denv is not None:  # measured on every rank at once, as the ranks share the machine
+        peaks = distributed.gather(measured_peak.flops_per_s)
+        measured_peak = dataclasses.replace(measured_peak, flops_per_s=statistics.mean(peaks))
+    env = collect_env(device.type)
+    sheet = datasheet_peak(device.type, env["device"]["name"], spec.train.dtype,
+                           tf32_enabled=env["tf32_matmul"])
     per_rank = None
     if denv is not None:
         per_rank = distributed.gather({"warmup_s": list(times.warmup_s), "steps_s": list(times.steps_s),
