@@ -143,7 +143,7 @@ def run(
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)."),
     scaling: Optional[str] = typer.Option(None, "--scaling", help="World sizes to measure in turn, e.g. 1,2: weak-scaling efficiency."),
     depth_slices: Optional[str] = typer.Option(None, "--depth-slices", help="Measure these numbers of layers at full width (e.g. 1,2,4) and predict the full depth."),
-    slice_repeats: Optional[int] = typer.Option(None, "--slice-repeats", help="With --depth-slices: runs of each slice, round by round; the fit takes each slice's shortest median step and median peak memory (default 1)."),
+    slice_repeats: Optional[int] = typer.Option(None, "--slice-repeats", help="With --depth-slices: runs of each slice, round by round; the fit takes each slice's median step time and peak memory over its runs (default 1)."),
 ) -> None:
     """Measure training steps of a model and write the record."""
     from harness.config import load_spec

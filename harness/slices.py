@@ -8,7 +8,7 @@ update, weights, gradients, Adam moments and activations. Measuring a few slices
 with 1, 2, 4 layers) and fitting the line by least squares predicts the full depth, with the fit's
 residual as a first check. For T5 a "layer" is one encoder layer and one decoder layer together.
 On a shared machine each slice can be run several times (``--slice-repeats``), round by round;
-the fit then takes the shortest median step time and the median peak memory of each slice.
+the fit then takes each slice's median step time and peak memory over its runs.
 
 Each slice runs in a fresh process (``python -m harness run``): on CPU the peak memory is the
 process's peak RSS (``ru_maxrss``), which never goes down, so slices sharing one process would
@@ -155,8 +155,9 @@ def check_slices(spec: RunSpec, slices: Sequence[int]) -> tuple[int, ...]:
 # Measuring slices
 
 
-STEP_STATISTIC = ("the shortest of the repeats' median step times: on a shared machine other load only "
-                  "slows a run down, so the least-contended run is the best estimate of the device's own speed")
+STEP_STATISTIC = ("the median of the repeats' median step times: runs in fresh processes differ by a few "
+                  "percent either way (memory layout, other load on a shared machine), and the median keeps "
+                  "one outlier, fast or slow, from setting the line")
 MEMORY_STATISTIC = "the median of the repeats' peak memory (the allocator's peak jitters from run to run)"
 
 
@@ -164,10 +165,10 @@ MEMORY_STATISTIC = "the median of the repeats' peak memory (the allocator's peak
 class SliceResult:
     """One measured depth, from one or more runs of it (each in a fresh process).
 
-    `step_s` is the shortest of the runs' median step times (:data:`STEP_STATISTIC`),
+    `step_s` is the median of the runs' median step times (:data:`STEP_STATISTIC`),
     `peak_memory_bytes` the median of their peaks (:data:`MEMORY_STATISTIC`); `record` is the
-    run with the shortest median step, whose counts, power and environment stand for the depth;
-    `runs` holds every run's record."""
+    run whose median step is nearest `step_s`, whose counts, power and environment stand for the
+    depth; `runs` holds every run's record."""
 
     layers: int
     step_s: float
@@ -186,11 +187,12 @@ class SliceResult:
         """Combine the runs of one depth (1 or more)."""
         if not records:
             raise ValueError(f"no runs of the {layers}-layer depth to combine")
-        fastest = min(records, key=lambda r: float(r["median_step_s"]))
-        return cls(layers=layers, step_s=float(fastest["median_step_s"]),
+        step_s = statistics.median(float(r["median_step_s"]) for r in records)
+        typical = min(records, key=lambda r: abs(float(r["median_step_s"]) - step_s))
+        return cls(layers=layers, step_s=step_s,
                    peak_memory_bytes=int(round(statistics.median(int(r["peak_memory_bytes"]) for r in records))),
-                   model_flops_per_step=int(fastest["model_flops_per_step"]),
-                   params=int(fastest["params"]), record=fastest, runs=tuple(records))
+                   model_flops_per_step=int(typical["model_flops_per_step"]),
+                   params=int(typical["params"]), record=typical, runs=tuple(records))
 
     def summary(self) -> dict[str, Any]:
         """The slice as `depth_extrapolation.slices` lists it."""

@@ -10,7 +10,7 @@ the measured ones. Target on this CPU machine: within 5%.
 
 Each depth, the full one included, is run `--repeats` times, round by round (1, 2, 4, 8, 1, 2,
 ...), and each depth's figures are combined as `harness run --slice-repeats` combines a slice's:
-the shortest median step time (other load only slows a run down) and the median peak memory.
+the median over its runs of their median step time, and of their peak memory.
 
 Peak memory on CPU is the process's peak RSS, so its total includes the runtime (Python, torch,
 about 0.4 GB) that every slice shares; the "beyond" column is the error on the part the slices
@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=8, help="full depth")
     parser.add_argument("--steps", type=int, default=5, help="measured steps per run")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of each depth, slices and full model alike, round by round: shortest median "
-                             "step and median peak memory of each (as `harness run --slice-repeats`)")
+                        help="runs of each depth, slices and full model alike, round by round: median step time "
+                             "and peak memory over them (as `harness run --slice-repeats`)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every run (default: as set)")
     parser.add_argument("--json", type=Path, help="also write the rows and summary as JSON here")
     parser.add_argument("--sweep-results", type=Path,
