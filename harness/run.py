@@ -7,6 +7,7 @@ just before the timed window; the measured peak is taken before the model's step
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 import statistics
 import sys
@@ -46,7 +47,10 @@ def _peak_memory(device: torch.device) -> tuple[int, str]:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "torch.cuda.max_memory_allocated"
     # ru_maxrss is in KiB on Linux; it is the process peak since start, model build included.
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "process peak RSS (ru_maxrss)"
+    method = "process peak RSS (ru_maxrss)"
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):  # glibc: see slices.FIXED_MMAP_ENV
+        method += f", glibc mmap threshold fixed at {os.environ['MALLOC_MMAP_THRESHOLD_']} B (no heap fragmentation)"
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, method
 
 
 def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,

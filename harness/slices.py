@@ -24,6 +24,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import platform
 import signal
 import statistics
 import subprocess
@@ -52,7 +54,21 @@ RESIDUAL_DEFINITION = ("RMS over the slices of |measured - fit| / measured; 0 by
 # is multiplied by that much.
 _FAR_EXTRAPOLATION = 4.0
 
-Runner = Callable[[RunSpec], Mapping[str, Any]]
+# runner(spec) -> record dict; runner(spec, env={...}) runs it with those environment variables.
+Runner = Callable[..., Mapping[str, Any]]
+
+# On CPU the peak memory is the process's peak RSS. By glibc's default the mmap threshold rises to
+# the largest block freed so far, and later blocks below it come from the heap, whose fragmentation
+# grows with depth: peak RSS is superlinear in layers (GPT-2 at width 512, measured here: 100, 112
+# and 122 MB a layer from 1 to 2, 2 to 4 and 4 to 8 layers), so a line through shallow slices
+# under-predicts a deep model. With the threshold fixed at 64 KiB every tensor's block is a mapping
+# of its own, returned to the system when freed: peak RSS is the runtime plus the peak of live
+# tensors, linear in depth (93 MB a layer at every depth there), the CPU counterpart of
+# torch.cuda.max_memory_allocated. It also slows the steps (12-45% there), so on CPU the memory of
+# each depth comes from a short run of its own under this setting, and the step time from the
+# normal runs.
+FIXED_MMAP_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+MEMORY_RUN_MEASURE = {"warmup_steps": 1, "steps": 2, "energy": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,17 +174,20 @@ def check_slices(spec: RunSpec, slices: Sequence[int]) -> tuple[int, ...]:
 STEP_STATISTIC = ("the median of the repeats' median step times: runs in fresh processes differ by a few "
                   "percent either way (memory layout, other load on a shared machine), and the median keeps "
                   "one outlier, fast or slow, from setting the line")
-MEMORY_STATISTIC = "the median of the repeats' peak memory (the allocator's peak jitters from run to run)"
+MEMORY_STATISTIC = "the median of the repeats' peak memory"
+MEMORY_RUN_STATISTIC = ("one run of its own (1 warm-up + 2 steps) with glibc's mmap threshold fixed at 64 KiB: "
+                        "runtime + peak live tensors, without the heap fragmentation that grows with depth")
 
 
 @dataclass(frozen=True)
 class SliceResult:
     """One measured depth, from one or more runs of it (each in a fresh process).
 
-    `step_s` is the median of the runs' median step times (:data:`STEP_STATISTIC`),
-    `peak_memory_bytes` the median of their peaks (:data:`MEMORY_STATISTIC`); `record` is the
-    run whose median step is nearest `step_s`, whose counts, power and environment stand for the
-    depth; `runs` holds every run's record."""
+    `step_s` is the median of the runs' median step times (:data:`STEP_STATISTIC`);
+    `peak_memory_bytes` is the peak of `memory_record`, a run of its own for the memory
+    (:data:`MEMORY_RUN_STATISTIC`), where there is one, else the median of the runs' peaks
+    (:data:`MEMORY_STATISTIC`); `record` is the run whose median step is nearest `step_s`, whose
+    counts, power and environment stand for the depth; `runs` holds every timed run's record."""
 
     layers: int
     step_s: float
@@ -177,22 +196,36 @@ class SliceResult:
     params: int
     record: Mapping[str, Any]
     runs: tuple[Mapping[str, Any], ...]
+    memory_record: Mapping[str, Any] | None = None
 
     @property
     def run_id(self) -> str:
         return self.record["run_id"]
 
+    @property
+    def memory_method(self) -> str | None:
+        source = self.memory_record if self.memory_record is not None else self.record
+        return source.get("peak_memory_method")
+
+    @property
+    def memory_statistic(self) -> str:
+        return MEMORY_RUN_STATISTIC if self.memory_record is not None else MEMORY_STATISTIC
+
     @classmethod
-    def from_records(cls, layers: int, records: Sequence[Mapping[str, Any]]) -> "SliceResult":
-        """Combine the runs of one depth (1 or more)."""
+    def from_records(cls, layers: int, records: Sequence[Mapping[str, Any]],
+                     memory_record: Mapping[str, Any] | None = None) -> "SliceResult":
+        """Combine the timed runs of one depth (1 or more) and its memory run, if any."""
         if not records:
             raise ValueError(f"no runs of the {layers}-layer depth to combine")
         step_s = statistics.median(float(r["median_step_s"]) for r in records)
         typical = min(records, key=lambda r: abs(float(r["median_step_s"]) - step_s))
-        return cls(layers=layers, step_s=step_s,
-                   peak_memory_bytes=int(round(statistics.median(int(r["peak_memory_bytes"]) for r in records))),
+        if memory_record is not None:
+            peak = int(memory_record["peak_memory_bytes"])
+        else:
+            peak = int(round(statistics.median(int(r["peak_memory_bytes"]) for r in records)))
+        return cls(layers=layers, step_s=step_s, peak_memory_bytes=peak,
                    model_flops_per_step=int(typical["model_flops_per_step"]),
-                   params=int(typical["params"]), record=typical, runs=tuple(records))
+                   params=int(typical["params"]), record=typical, runs=tuple(records), memory_record=memory_record)
 
     def summary(self) -> dict[str, Any]:
         """The slice as `depth_extrapolation.slices` lists it."""
@@ -200,13 +233,16 @@ class SliceResult:
                 "run_id": self.run_id, "repeats": len(self.runs),
                 "run_ids": [r["run_id"] for r in self.runs],
                 "median_step_s_runs": [float(r["median_step_s"]) for r in self.runs],
-                "peak_memory_bytes_runs": [int(r["peak_memory_bytes"]) for r in self.runs]}
+                "peak_memory_bytes_runs": [int(r["peak_memory_bytes"]) for r in self.runs],
+                "memory_run_id": self.memory_record["run_id"] if self.memory_record is not None else None}
 
 
-def run_in_subprocess(spec: RunSpec, *, python: str | None = None) -> dict[str, Any]:
+def run_in_subprocess(spec: RunSpec, *, python: str | None = None,
+                      env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Measure `spec` with ``python -m harness run CONFIG --json`` in a fresh process, so that
-    its peak memory is its own; the record is stored in a temporary results folder that is
-    removed afterwards. HarnessError with the child's last stderr line when it fails."""
+    its peak memory is its own, with `env` added to this process's environment; the record is
+    stored in a temporary results folder that is removed afterwards. HarnessError with the
+    child's last stderr line when it fails."""
     import yaml
 
     with tempfile.TemporaryDirectory(prefix="harness-slice-") as tmp:
@@ -214,7 +250,8 @@ def run_in_subprocess(spec: RunSpec, *, python: str | None = None) -> dict[str, 
         config.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
         argv = [python or sys.executable, "-m", "harness", "run", str(config), "--json",
                 "--results-dir", str(Path(tmp) / "results")]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              env={**os.environ, **env} if env else None)
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
         last = lines[-1] if lines else "(no output on stderr)"
@@ -235,29 +272,51 @@ def check_repeats(repeats: int) -> int:
     return repeats
 
 
+def _memory_spec(spec: RunSpec) -> RunSpec:
+    raw = spec.model_dump(mode="json")
+    raw["measure"].update(MEMORY_RUN_MEASURE)
+    return build_spec(raw)
+
+
+def wants_memory_run(record: Mapping[str, Any]) -> bool:
+    """Whether a depth measured as `record` needs a memory run of its own: on CPU under glibc
+    (MALLOC_MMAP_THRESHOLD_ is glibc's; elsewhere the timed runs' peaks are used, as said)."""
+    device = ((record.get("env") or {}).get("device") or {}).get("type")
+    return device == "cpu" and platform.libc_ver()[0] == "glibc"
+
+
 def measure_depths(spec: RunSpec, depths: Sequence[int], *, repeats: int = 1, runner: Runner | None = None,
                    log: Callable[[str], None] | None = None) -> dict[int, SliceResult]:
     """Measure `spec` at full width at each of `depths` (the full depth allowed: `spec` itself),
-    `repeats` times each, each run in a fresh process (`runner` replaces that: spec → record
-    dict, for tests). The repeats go round by round (1, 2, 4, 1, 2, 4, ...), so that a spell of
-    other load falls on one run of several depths rather than on every run of one. A failed run
-    raises HarnessError naming its depth."""
+    `repeats` times each, each run in a fresh process (`runner` replaces that, for tests). The
+    repeats go round by round (1, 2, 4, 1, 2, 4, ...), so that a spell of other load falls on one
+    run of several depths rather than on every run of one. On CPU each depth's first round adds
+    a short memory run (see :data:`FIXED_MMAP_ENV`). A failed run raises HarnessError naming its
+    depth."""
     runner = runner or run_in_subprocess
     repeats = check_repeats(repeats)
     depth = full_depth(spec)
     depths = sorted(set(depths))
     specs = {d: spec if d == depth else slice_spec(spec, d) for d in depths}
     runs: dict[int, list[Mapping[str, Any]]] = {d: [] for d in depths}
+    memory: dict[int, Mapping[str, Any]] = {}
+
+    def run(layers: int, what: str, sliced: RunSpec, env: Mapping[str, str] | None = None) -> Mapping[str, Any]:
+        if log is not None:
+            log(f"depth slice {layers} of {depth} layers{what}: measuring in a fresh process")
+        try:
+            return runner(sliced) if env is None else runner(sliced, env=env)
+        except HarnessError as err:
+            raise HarnessError(f"depth slice of {layers} layers failed: {err}") from None
+
     for round_ in range(repeats):
         for layers in depths:
-            if log is not None:
-                of = f", run {round_ + 1} of {repeats}" if repeats > 1 else ""
-                log(f"depth slice {layers} of {depth} layers{of}: measuring in a fresh process")
-            try:
-                runs[layers].append(runner(specs[layers]))
-            except HarnessError as err:
-                raise HarnessError(f"depth slice of {layers} layers failed: {err}") from None
-    return {d: SliceResult.from_records(d, runs[d]) for d in depths}
+            of = f", run {round_ + 1} of {repeats}" if repeats > 1 else ""
+            runs[layers].append(run(layers, of, specs[layers]))
+            if round_ == 0 and wants_memory_run(runs[layers][0]):
+                memory[layers] = run(layers, ", memory run (glibc mmap threshold fixed)",
+                                     _memory_spec(specs[layers]), FIXED_MMAP_ENV)
+    return {d: SliceResult.from_records(d, runs[d], memory.get(d)) for d in depths}
 
 
 def measure_slices(spec: RunSpec, slices: Sequence[int], *, repeats: int = 1, runner: Runner | None = None,
@@ -374,18 +433,21 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
         raise HarnessError(f"the depth fit predicts a step of {predicted_s:.3g} s and {predicted_memory:.3g} B "
                            "at full depth: not a usable line (slices too noisy or too small)")
 
+    statistics_used = {r.memory_statistic for r in results}
+    largest_memory_statistic = largest.memory_statistic if len(statistics_used) == 1 else (
+        "mixed: " + "; ".join(sorted(statistics_used)))
     family = spec.model.family
     return {
         "method": "least squares of y = fixed + per_layer x layers over depth slices at full width, "
                   "each slice measured in a fresh process",
         "repeats": min(len(r.runs) for r in results),
-        "step_statistic": STEP_STATISTIC, "memory_statistic": MEMORY_STATISTIC,
+        "step_statistic": STEP_STATISTIC, "memory_statistic": largest_memory_statistic,
         "layers_meaning": "encoder and decoder layers each (T5)" if family == "t5" else "transformer layers",
         "full_layers": depth,
         "slices": [r.summary() for r in results],
         "predicted_step_s": predicted_s,
         "predicted_peak_memory_bytes": int(round(predicted_memory)),
-        "peak_memory_method": largest.record.get("peak_memory_method"),
+        "peak_memory_method": largest.memory_method,
         "residual": time_fit.residual,
         "residual_memory": memory_fit.residual,
         "residual_definition": RESIDUAL_DEFINITION,
@@ -519,7 +581,7 @@ def depth_sliced_record(spec: RunSpec, results: Sequence[SliceResult],
         hfu_datasheet=utilization(hardware_rate / world, base.get("peak_flops_datasheet")),
         hfu_measured=utilization(hardware_rate / world, base.get("peak_flops_measured")),
         peak_memory_bytes=extrapolation["predicted_peak_memory_bytes"],
-        peak_memory_method=f"predicted from depth slices ({base.get('peak_memory_method')})",
+        peak_memory_method=f"predicted from depth slices ({extrapolation.get('peak_memory_method')})",
         flops=flops, energy=energy, provenance=provenance, warnings=warnings, per_rank=None,
         timing={**base.get("timing", {}), "depth_slices": xs,
                 "throughput_rule": "tokens per step / predicted step time"},

@@ -12,8 +12,9 @@ Each depth, the full one included, is run `--repeats` times, round by round (1, 
 ...), and each depth's figures are combined as `harness run --slice-repeats` combines a slice's:
 the median over its runs of their median step time, and of their peak memory.
 
-Peak memory on CPU is the process's peak RSS, so its total includes the runtime (Python, torch,
-about 0.4 GB) that every slice shares; the "beyond" column is the error on the part the slices
+Peak memory on CPU is the process's peak RSS in a short run of each depth with glibc's mmap
+threshold fixed (see harness.slices.FIXED_MMAP_ENV), the full model's too, so its total includes
+the runtime (Python, torch, about 0.4 GB) that every slice shares; the "beyond" column is the error on the part the slices
 did not see (predicted - largest slice vs measured - largest slice), the harder test.
 
 Timing on a shared machine: the "other" column is the CPU time other processes (not this script's
@@ -105,6 +106,7 @@ def validate(spec: RunSpec, slices: tuple[int, ...], repeats: int) -> dict[str, 
         "measured_cv_step": full.record["cv_step"], "repeats": repeats,
         "measured_step_s_runs": [r["median_step_s"] for r in full.runs],
         "predicted_peak_memory_bytes": predicted_b, "measured_peak_memory_bytes": measured_b,
+        "peak_memory_method": full.memory_method,
         "memory_error": _error(predicted_b, measured_b),
         "memory_error_beyond": _error(predicted_b - largest.peak_memory_bytes,
                                       measured_b - largest.peak_memory_bytes)

@@ -127,16 +127,21 @@ def fake_record(spec, *, step_s, memory, memory_total=32 * GIB, device="cpu"):
 
 
 def runner_for(step_fixed=0.5, step_per_layer=0.25, mem_fixed=4 * GIB, mem_per_layer=GIB, **kwargs):
-    """A runner that returns a hand-made record on an exact line, and remembers what it ran."""
-    calls = []
+    """A runner that returns a hand-made record on an exact line, and remembers what it ran:
+    timed runs in `calls`, memory runs (those given an environment) in `memory_calls`."""
+    calls, memory_calls = [], []
 
-    def run(sliced):
+    def run(sliced, env=None):
         layers = sliced.model.layers
-        calls.append(sliced)
-        return fake_record(sliced, step_s=step_fixed + step_per_layer * layers,
-                           memory=mem_fixed + mem_per_layer * layers, **kwargs)
+        (calls if env is None else memory_calls).append((sliced, env) if env else sliced)
+        record = fake_record(sliced, step_s=step_fixed + step_per_layer * layers,
+                             memory=mem_fixed + mem_per_layer * layers, **kwargs)
+        if env is not None:
+            record["run_id"] = f"memory-{layers}"
+            record["peak_memory_method"] += ", glibc mmap threshold fixed"
+        return record
 
-    run.calls = calls
+    run.calls, run.memory_calls = calls, memory_calls
     return run
 
 
@@ -162,7 +167,7 @@ def test_repeats_go_round_by_round_and_keep_the_median_step_and_memory():
         slow, extra = next(jitter)
         calls.append(layers)
         record = fake_record(sliced, step_s=(0.5 + 0.25 * layers) * slow,
-                             memory=int((4 + layers + extra) * GIB))
+                             memory=int((4 + layers + extra) * GIB), device="cuda")
         record["run_id"] = f"slice-{layers}-{len(calls)}"
         return record
 
@@ -181,6 +186,39 @@ def test_repeats_go_round_by_round_and_keep_the_median_step_and_memory():
     assert first["median_step_s_runs"] == pytest.approx([1.125, 0.6, 0.75])
     record = depth_sliced_record(spec, results, e)
     assert "3 runs each" in record["warnings"][0] and "slice-4-9" in record["warnings"][0]
+
+
+def test_on_cpu_each_depth_has_a_memory_run_of_its_own_in_the_first_round():
+    from harness.slices import FIXED_MMAP_ENV, MEMORY_RUN_MEASURE
+
+    calls = []
+
+    def runner(sliced, env=None):
+        layers = sliced.model.layers
+        calls.append((layers, env is not None))
+        # the timed runs see a fragmented heap, superlinear in depth; the memory run a line
+        memory = (4 + layers) * GIB if env else int((4 + layers + 0.05 * layers**2) * GIB)
+        record = fake_record(sliced, step_s=0.5 + 0.25 * layers, memory=memory)
+        record["run_id"] = f"{'memory' if env else 'timed'}-{layers}-{len(calls)}"
+        if env:
+            assert env == FIXED_MMAP_ENV and env["MALLOC_MMAP_THRESHOLD_"] == "65536"
+            assert sliced.measure.model_dump() | MEMORY_RUN_MEASURE == sliced.measure.model_dump()
+            record["peak_memory_method"] += ", glibc mmap threshold fixed at 65536 B"
+        return record
+
+    spec = spec_of(layers=8)
+    results = measure_slices(spec, [1, 2, 4], repeats=2, runner=runner)
+    assert calls == [(1, False), (1, True), (2, False), (2, True), (4, False), (4, True),
+                     (1, False), (2, False), (4, False)]
+    assert [r.peak_memory_bytes for r in results] == [5 * GIB, 6 * GIB, 8 * GIB]
+    assert [r.memory_record["run_id"] for r in results] == ["memory-1-2", "memory-2-4", "memory-4-6"]
+    assert [len(r.runs) for r in results] == [2, 2, 2]  # the memory run's step time is not used
+    e = extrapolate(spec, results)
+    assert e["predicted_peak_memory_bytes"] == 12 * GIB and e["residual_memory"] == pytest.approx(0, abs=1e-12)
+    assert "mmap threshold fixed" in e["peak_memory_method"] and "64 KiB" in e["memory_statistic"]
+    assert e["slices"][0]["memory_run_id"] == "memory-1-2"
+    record = depth_sliced_record(spec, results, e)
+    assert "mmap threshold fixed" in record["peak_memory_method"]
 
 
 def test_the_full_depth_is_measured_alike_when_asked():
@@ -306,6 +344,10 @@ def test_measure_slices_end_to_end_in_fresh_processes():
     assert results[0].model_flops_per_step < results[1].model_flops_per_step
     assert all(r.step_s > 0 and r.peak_memory_bytes > 0 for r in results)
     assert results[0].record["env"]["device"]["type"] == "cpu"
+    # the memory run's child saw the fixed mmap threshold, and its record says so
+    assert all(r.memory_record is not None and r.memory_record["spec"]["measure"]["steps"] == 2 for r in results)
+    assert "glibc mmap threshold fixed at 65536 B" in results[0].memory_method
+    assert "mmap threshold" not in results[0].record["peak_memory_method"]
     e = extrapolate(spec, results)
     assert e["predicted_step_s"] > 0 and e["dof"] == 0
     record = depth_sliced_record(spec, results, e)
