@@ -399,6 +399,12 @@ def _count_params(spec: RunSpec):
     return count_params(build_model(spec.model, "meta"))
 
 
+def _per_layer_flops(results: Sequence[SliceResult]) -> float:
+    """Model FLOPs per step that one more layer adds (exactly linear in depth)."""
+    first, last = results[0], results[-1]
+    return (last.model_flops_per_step - first.model_flops_per_step) / (last.layers - first.layers)
+
+
 def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -> dict[str, Any]:
     """Fit step time and peak memory over the slices and predict them at `spec`'s full depth,
     with the fits' residuals and the minimum number of devices (see :func:`min_devices`).
@@ -429,6 +435,13 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
         if fit.per_layer <= 0:
             warnings.append(f"the {name} fit has a per-layer term <= 0 ({fit.per_layer:.3g}): the slices are "
                             "too noisy or too small to see a layer; the prediction is not meaningful")
+    per_layer_rate = _per_layer_flops(results) / time_fit.per_layer if time_fit.per_layer > 0 else None
+    peak = largest.record.get("peak_flops_measured")
+    if per_layer_rate is not None and peak and per_layer_rate > peak:
+        warnings.append(f"the per-layer step time ({time_fit.per_layer:.3g} s) implies {per_layer_rate / 1e9:.4g} "
+                        f"GFLOP/s per layer, above the measured matmul peak ({peak / 1e9:.4g} GFLOP/s): the slices' "
+                        "differences are within their noise; use deeper slices (more layers between the shallowest "
+                        "and the deepest) and --slice-repeats")
     if predicted_s <= 0 or predicted_memory <= 0:
         raise HarnessError(f"the depth fit predicts a step of {predicted_s:.3g} s and {predicted_memory:.3g} B "
                            "at full depth: not a usable line (slices too noisy or too small)")
@@ -452,6 +465,7 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
         "residual_memory": memory_fit.residual,
         "residual_definition": RESIDUAL_DEFINITION,
         "dof": time_fit.dof,
+        "per_layer_flops_per_s": per_layer_rate,
         "extrapolation_factor": factor,
         "fit": {
             "step_s_fixed": time_fit.fixed, "step_s_per_layer": time_fit.per_layer,

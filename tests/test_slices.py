@@ -275,6 +275,22 @@ def test_two_slices_and_a_long_reach_are_warned_about():
     assert any("2 slices" in w for w in e["warnings"]) and any("24x" in w for w in e["warnings"])
 
 
+def test_a_per_layer_time_faster_than_the_device_is_called_noise():
+    spec = spec_of(layers=8)
+    # a layer adds 1000 FLOPs and 0.25 s: 4000 FLOP/s, fine against 1e10, impossible against 3000
+    e = extrapolate(spec, measure_slices(spec, [1, 2, 4], runner=runner_for()))
+    assert e["per_layer_flops_per_s"] == pytest.approx(4000) and not any("implies" in w for w in e["warnings"])
+    slow_device = runner_for()
+
+    def runner(sliced, env=None):
+        record = slow_device(sliced, env)
+        record["peak_flops_measured"] = 3000.0
+        return record
+
+    e = extrapolate(spec, measure_slices(spec, [1, 2, 4], runner=runner))
+    assert any("implies 4e-06 GFLOP/s per layer, above the measured matmul peak" in w for w in e["warnings"])
+
+
 def test_min_devices_with_and_without_sharding():
     # 1e9 params x 16 B = 16e9 B of state; 20e9 predicted, so 4e9 unsharded; 1e7 params per layer
     # gathered at 8 B = 0.08e9. On 10e9 devices: 16e9 / (10e9 - 4e9 - 0.08e9) = 2.7 -> 3 devices.
