@@ -25,7 +25,7 @@ import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from harness.errors import ConfigError
 from harness.plans import Corpus, Plan
@@ -49,7 +49,7 @@ class PhaseEstimate:
     flops_per_token: float
     flops: float
     flops_per_s: float          # the rate the phase is timed at (one device)
-    rate_source: str            # measured | scaled | projected, with the run id
+    rate_source: str            # measured | predicted from depth slices | scaled | projected, with the run id
     device_s: float             # on one device, before scaling efficiency
 
 
@@ -160,6 +160,11 @@ def job_energy(energy_j: float, method: str, settings: dict[str, Any]) -> dict[s
     price = settings["usd_per_kwh"]
     return {"kwh": kwh, **settings, "kwh_pue": kwh_pue, "method": method, "co2e_kg": kg,
             "co2e_lbs": kg * LBS_PER_KG, "energy_cost_usd": None if price is None else kwh_pue * price}
+
+
+def _how_timed(record: Mapping[str, Any]) -> str:
+    """"measured", or "predicted from depth slices" for a depth-sliced record."""
+    return "predicted from depth slices" if record.get("depth_extrapolation") else "measured"
 
 
 def per_device_rate(record: dict[str, Any]) -> float:
@@ -323,7 +328,7 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         else:
             peak, peak_source = record["peak_flops_measured"], "measured matmul peak (no datasheet figure)"
             util = record["mfu_measured"]
-        util_source, util_error = f"measured (run {record['run_id']})", 0.0
+        util_source, util_error = f"{_how_timed(record)} (run {record['run_id']})", 0.0
         if utilization is not None:
             notes.append(f"--utilization {utilization} not used: this hardware was measured")
         rate = per_device_rate(record)
@@ -341,12 +346,12 @@ def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offer
         if projected:
             phase_rate, source = rate, f"projected: {hardware} datasheet peak x utilization {util:.3f}"
         elif seq == record["seq_len"]:
-            phase_rate, source = rate, f"measured (run {record['run_id']}, seq {seq})"
+            phase_rate, source = rate, f"{_how_timed(record)} (run {record['run_id']}, seq {seq})"
         else:
             at_len = [r for r in same if r["seq_len"] == seq]
             if at_len:
                 best = at_len[-1]
-                phase_rate, source = per_device_rate(best), f"measured (run {best['run_id']}, seq {seq})"
+                phase_rate, source = per_device_rate(best), f"{_how_timed(best)} (run {best['run_id']}, seq {seq})"
             else:
                 phase_rate = rate
                 source = (f"scaled: FLOPs counted at seq {seq}, timed at the achieved FLOP/s measured at "

@@ -195,3 +195,21 @@ def test_measured_scaling_efficiency_is_used_and_extrapolation_said(record):
 def test_a_multi_device_record_is_timed_per_device(record):
     two = at(record, world_size=2, achieved_flops_per_s=2e9)  # all ranks together
     assert estimate(two, EPOCH, CORPUS).device_hours == pytest.approx(estimate(record, EPOCH, CORPUS).device_hours)
+
+
+def test_a_depth_sliced_record_is_used_and_called_predicted(record):
+    from harness.slices import depth_sliced_record, measure_slices
+    from tests.test_slices import runner_for, spec_of
+
+    spec = spec_of(layers=8)
+    sliced = depth_sliced_record(spec, measure_slices(spec, [1, 2, 4], runner=runner_for()))
+    for key, value in record.items():  # what the hand-made slices leave out: device, dtype, ...
+        sliced.setdefault(key, value)
+    sliced["energy"] = copy.deepcopy(record["energy"])  # the hand-made one has no methods
+    e = estimate(sliced, EPOCH, CORPUS)
+    predicted_s = 0.5 + 0.25 * 8  # the runner's line at full depth
+    assert e.phases[0].flops_per_s == pytest.approx(sliced["model_flops_per_step"] / predicted_s)
+    assert e.device_hours == pytest.approx(1e9 / sliced["tokens_per_step"] * predicted_s / 3600)
+    assert e.phases[0].rate_source.startswith("predicted from depth slices (run ")
+    assert e.utilization_source.startswith("predicted from depth slices")
+    assert any("depth-sliced" in n and "3 slices" in n for n in e.notes)
