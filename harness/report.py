@@ -91,6 +91,13 @@ class Report:
     def figure(self, fig: Figure) -> None:
         self.blocks.append(("figure", fig))
 
+    def figure_or(self, fig: Figure | None, why_not: str) -> None:
+        """The figure, or where there is none a paragraph saying why."""
+        if fig is not None:
+            self.figure(fig)
+        else:
+            self.p(why_not)
+
     @property
     def figures(self) -> list[Figure]:
         return [b[1] for b in self.blocks if b[0] == "figure"]
@@ -682,12 +689,8 @@ def build(records: Sequence[dict[str, Any]], *, all_records: Sequence[dict[str, 
         report.h(3, "Achieved FLOP/s against peaks")
         report.figure(peaks_figure(r))
         report.h(3, "Cost")
-        fig = cost_figure(p)
-        if fig is not None:
-            report.figure(fig)
-        else:
-            notes = "; ".join(p.estimate.notes) if p.estimate is not None else p.why_not
-            report.p(f"No cost figure: {notes}.")
+        notes = "; ".join(p.estimate.notes) if p.estimate is not None else p.why_not
+        report.figure_or(cost_figure(p), f"No cost figure: {notes}.")
 
     report.h(2, "Across runs")
     report.h(3, "MFU and throughput against model size")
@@ -695,12 +698,8 @@ def build(records: Sequence[dict[str, Any]], *, all_records: Sequence[dict[str, 
     report.h(3, "Cost against model size")
     report.figure(cost_size_figure(priced))
     report.h(3, "Energy and CO2e")
-    fig = energy_figure(priced)
-    if fig is not None:
-        report.figure(fig)
-    else:
-        report.p("No run in this report carries an energy measurement (record key `energy`), so no energy or "
-                 "CO2e figure is drawn.")
+    report.figure_or(energy_figure(priced), "No run in this report carries an energy measurement (record key "
+                     "`energy`), so no energy or CO2e figure is drawn.")
 
     report.h(2, "Provenance")
     sources = ["Price tables (offline: cache, else the bundled snapshot): "
