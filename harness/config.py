@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.data import data_path
 from harness.errors import ConfigError
 from harness.presets import PRESETS
 
@@ -22,7 +23,7 @@ Dtype = Literal["fp32", "bf16", "fp16"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 Attention = Literal["sdpa", "eager"]
 
-DEFAULT_CONFIG = Path("configs/default.yaml")
+DEFAULT_CONFIG = data_path("default.yaml")  # packaged: found from any working directory
 
 
 class _Frozen(BaseModel):
@@ -268,7 +269,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_spec(path: Path | None, overrides: list[str] | None = None) -> RunSpec:
-    """Read CONFIG (or configs/default.yaml), apply ``--set`` overrides, validate.
+    """Read CONFIG (or the packaged default.yaml), apply ``--set`` overrides, validate.
 
     A CONFIG that names no file but a preset (e.g. ``gpt2``) is read as ``model.preset``.
     """

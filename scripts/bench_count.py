@@ -16,7 +16,7 @@ import sys
 CHILD = """
 import json, resource, sys, time
 from harness.config import build_spec
-from harness.count import count_model_flops
+from harness.flops.count import count_model_flops
 preset, seq = sys.argv[1], int(sys.argv[2])
 start = time.perf_counter()
 count, params = count_model_flops(build_spec({"model": {"preset": preset}, "train": {"batch_size": 1, "seq_len": seq}}))

@@ -2,7 +2,7 @@
 """How much time does the harness add to a training step? Target: at most 2%.
 
 Times the same model and batch, in one process, alternating blocks of steps:
-  harness: harness.train.prepare's step run by harness.timing.time_steps (per-step clock),
+  harness: harness.measure.train.prepare's step run by harness.measure.timing.time_steps (per-step clock),
            with the power sampler running beside it (as in a run)
   quiet:   the same without the power sampler
   bare:    a plain PyTorch loop (forward, loss, backward, AdamW step, zero_grad), one timer
@@ -21,11 +21,11 @@ import time
 
 import torch
 
-from harness.build import build_model, make_batch
+from harness.measure.build import build_model, make_batch
 from harness.config import load_spec
-from harness.energy import PowerSampler, discover_sources
-from harness.timing import clock_for, time_steps
-from harness.train import autocast_for, make_optimizer, prepare, resolve_device
+from harness.measure.energy import PowerSampler, discover_sources
+from harness.measure.timing import clock_for, time_steps
+from harness.measure.train import autocast_for, make_optimizer, prepare, resolve_device
 
 
 def synchronize(device: torch.device) -> None:

@@ -13,7 +13,7 @@ Each depth, the full one included, is run `--repeats` times, round by round (1, 
 the median over its runs of their median step time, and of their peak memory.
 
 Peak memory on CPU is the process's peak RSS in a short run of each depth with glibc's mmap
-threshold fixed (see harness.slices.FIXED_MMAP_ENV), the full model's too, so its total includes
+threshold fixed (see harness.measure.slices.FIXED_MMAP_ENV), the full model's too, so its total includes
 the runtime (Python, torch, about 0.4 GB) that every slice shares; the "beyond" column is the error on the part the slices
 did not see (predicted - largest slice vs measured - largest slice), the harder test.
 
@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.config import RunSpec, build_spec  # noqa: E402
-from harness.slices import (check_slices, depth_sliced_record, extrapolate, measure_depths,  # noqa: E402
+from harness.measure.slices import (check_slices, depth_sliced_record, extrapolate, measure_depths,  # noqa: E402
                             parse_slices)
 
 TARGET = 0.05  # relative error, step time and peak memory
@@ -161,8 +161,8 @@ def print_summary(summary: dict[str, Any]) -> None:
 def validate_calibration(results_dir: Path, every: int = 4) -> int:
     """Hold out every `every`-th stored run of each device and dtype, fit the calibration on the
     rest, and print predicted vs measured MFU on the held-out runs."""
-    from harness.calibrate import _mfu, calibrate
-    from harness.store import load_records
+    from harness.cost.calibrate import _mfu, calibrate
+    from harness.results.store import load_records
 
     records = [r for r in load_records(results_dir) if _mfu(r) is not None and not r.get("depth_extrapolation")]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}

@@ -1,0 +1,109 @@
+"""The calibration commands of the `harness` CLI: `sweep` and `calibrate`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import on_sigterm as _on_sigterm, results_dir as _results_dir
+
+
+
+
+
+
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="Sweep YAML: name, base, grid of dotted keys → value lists."),
+    resume: bool = typer.Option(False, "--resume", help="Skip points already measured (by config hash) or failed."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where records and the sweep state go."),
+    as_json: bool = typer.Option(False, "--json", help="Print the sweep state as JSON at the end."),
+) -> None:
+    """Measure a grid of configurations; out-of-memory points are recorded as failed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from harness.errors import Interrupted
+    from harness.results.store import load_runs
+    from harness.measure.sweep import load_sweep, run_sweep, state_path
+
+    plan = load_sweep(sweep_file)
+    root = _results_dir(results_dir)
+    measured = [h for h in load_runs(root)["config_hash"].tolist() if h] if resume else []
+    console = Console(stderr=True)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    columns = (TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(plan.name, total=len(plan.points))
+
+            def on_point(entry):
+                status = entry["status"] + (f" ({entry['note']})" if entry.get("note") else "")
+                progress.console.print(f"point {entry['index']}: {', '.join(entry['overrides'])} → {status}"
+                                       + (f" {entry['error']}" if entry.get("error") else ""))
+                progress.advance(task)
+
+            state = run_sweep(plan, results_dir=root, resume=resume, source=str(sweep_file),
+                              measured_hashes=measured, on_point=on_point,
+                              measure=_quiet_measure)
+    except KeyboardInterrupt:
+        raise Interrupted from None
+    counts = {s: sum(p["status"] == s for p in state.points) for s in ("measured", "failed")}
+    console.print(f"sweep {plan.name}: {counts['measured']} measured, {counts['failed']} failed; "
+                  f"state in {state_path(root, plan.name)}")
+    if as_json:
+        sys.stdout.write(json.dumps(state.to_dict(), indent=2) + "\n")
+
+
+def _quiet_measure(spec):
+    from harness.measure.run import measure
+
+    return measure(spec, log=lambda message: None)
+
+
+def calibrate(
+    device: Optional[str] = typer.Option(None, "--device", help="Only devices whose name contains this."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where the records are; the table goes here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the fits as JSON."),
+) -> None:
+    """Fit MFU against width, tokens per step and length per device and dtype; write the table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.cost.calibrate import MIN_RUNS, calibrate as fit, write_calibration
+    from harness.errors import ConfigError
+    from harness.results.store import load_records
+
+    root = _results_dir(results_dir)
+    fits = fit(load_records(root), device=device)
+    if not fits:
+        raise ConfigError("--device" if device else "results", f"no device and dtype with at least {MIN_RUNS} "
+                          f"stored runs in {root}; run a sweep first")
+    path = write_calibration(fits, root)
+    if as_json:
+        sys.stdout.write(json.dumps({"path": str(path), "fits": [f.to_dict() for f in fits]}, indent=2) + "\n")
+        return
+    table = Table(title="MFU = a + b ln(hidden) + c ln(tokens/step) + d ln(seq); b, c >= 0")
+    for col in ("device", "dtype", "basis", "runs", "a", "b", "c", "d", "RMSE", "LOO RMSE", "hidden", "tokens/step"):
+        table.add_column(col, justify="left" if col in ("device", "dtype", "basis") else "right")
+    for f in fits:
+        c = f.coef
+        table.add_row(f.gpu or f.device, f.dtype, f.mfu_basis, str(f.n), f"{c['intercept']:.4f}",
+                      f"{c['ln_hidden']:.4f}", f"{c['ln_tokens_per_step']:.4f}", f"{c['ln_seq_len']:.4f}",
+                      f"{f.rmse:.4f}", "—" if f.loo_rmse is None else f"{f.loo_rmse:.4f}",
+                      f"{f.ranges['hidden'][0]}–{f.ranges['hidden'][1]}",
+                      f"{f.ranges['tokens_per_step'][0]:g}–{f.ranges['tokens_per_step'][1]:g}")
+    console = Console(width=max(150, Console().width))
+    console.print(table)
+    console.print(f"calibration table written to {path}; `harness estimate` uses it for sizes not measured")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the calibration commands to the main app."""
+    app.command("sweep")(sweep)
+    app.command("calibrate")(calibrate)

@@ -1,0 +1,337 @@
+"""The cost commands of the `harness` CLI: `estimate`, `prices update|show`, `reproduce ai21`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from harness.cli.common import print_json as _print_json, results_dir as _results_dir
+from harness.units import usd as _usd
+
+prices_app = typer.Typer(no_args_is_help=True, help="Cloud GPU price tables: fetch, cache, show.")
+reproduce_app = typer.Typer(no_args_is_help=True, help="Published cost tables recomputed beside the paper.")
+
+
+
+
+def _cache_dir(results_dir: Path) -> Path:
+    return results_dir / "cache" / "prices"
+
+
+
+
+
+
+def _warn(console, warnings) -> None:
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+
+
+def _check_sources(sources: list[str]) -> list[str]:
+    from harness.errors import ConfigError
+    from harness.cost.prices import DEFAULT_SOURCES, SOURCES
+
+    for name in sources:
+        if name not in SOURCES:
+            raise ConfigError("--source", f"unknown source {name!r}; allowed: {', '.join(SOURCES)}")
+    return sources or list(DEFAULT_SOURCES)
+
+
+def _url_overrides(sources: list[str], url: Optional[str]) -> dict[str, str] | None:
+    from harness.errors import ConfigError
+    from harness.cost.prices import check_url
+
+    if url is None:
+        return None
+    if len(sources) != 1:
+        raise ConfigError("--url", "give exactly one --source with --url")
+    check_url(url)
+    return {sources[0]: url}
+
+
+@prices_app.command("update")
+def prices_update(
+    source: List[str] = typer.Option([], "--source", help="Source name (repeatable); default all."),
+    url: Optional[str] = typer.Option(None, "--url", help="Fetch this URL instead of the source's default (https, or http on loopback)."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Cache under DIR/cache/prices."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Fetch price tables now (ignoring the cache's age) and cache them; fall back on failure."""
+    from rich.console import Console
+
+    from harness.cost.prices import update
+
+    sources = _check_sources(source)
+    result = update(sources, cache_dir=_cache_dir(_results_dir(results_dir)), urls=_url_overrides(sources, url))
+    if as_json:
+        _print_json({"tables": [dict(t) for t in result.tables], "warnings": list(result.warnings),
+                     "offers": len(result.offers)})
+        return
+    console = Console(stderr=False)
+    for t in result.tables:
+        console.print(f"{t['name']}: {t['n_offers']} offers, {t['provenance']} ({t['as_of']}) from {t['url']}",
+                      soft_wrap=True)
+    _warn(console, result.warnings)
+
+
+@prices_app.command("show")
+def prices_show(
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="Only this GPU model (H100, A100, V100, ...)."),
+    spot: Optional[bool] = typer.Option(None, "--spot/--on-demand", help="Only spot or only on-demand offers."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Cache under DIR/cache/prices."),
+    as_json: bool = typer.Option(False, "--json", help="Print the offers as JSON."),
+) -> None:
+    """Show the offers from the cache (any age) or the bundled snapshot; never fetches."""
+    import dataclasses
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.cost.prices import filter_offers, load_prices
+
+    result = load_prices(cache_dir=_cache_dir(_results_dir(results_dir)), offline=True)
+    offers = sorted(filter_offers(result.offers, gpu=gpu, spot=spot), key=lambda o: o.usd_per_gpu_hour)
+    if as_json:
+        _print_json({"offers": [dataclasses.asdict(o) for o in offers], "warnings": list(result.warnings),
+                     "tables": [dict(t) for t in result.tables]})
+        return
+    table = Table(title="GPU offers, $ per GPU-hour (cheapest first)")
+    for col in ("provider", "instance", "region", "gpu", "gpus", "$/h", "$/GPU-h", "spot", "as of", "from"):
+        table.add_column(col, justify="right" if col in ("gpus", "$/h", "$/GPU-h") else "left")
+    for o in offers:
+        table.add_row(o.provider, o.instance, o.region, o.gpu, str(o.gpus_per_instance), f"{o.usd_per_hour:.2f}",
+                      f"{o.usd_per_gpu_hour:.3f}", "spot" if o.spot else "", o.as_of, o.provenance)
+    console = Console()
+    console.print(table)
+    _warn(console, result.warnings)
+
+
+def estimate(
+    run: Optional[str] = typer.Option(None, "--run", help="Run id (or a unique prefix) to extrapolate."),
+    latest: bool = typer.Option(False, "--latest", help="Use the latest stored run."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus name (harness/data/corpora) or YAML file."),
+    plan: Optional[str] = typer.Option(None, "--plan", help="Plan name (harness/data/plans) or YAML file; default the corpus's recipe, else one epoch."),
+    devices: int = typer.Option(1, "--devices", help="Devices training together."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", help="Project to this GPU (datasheet peak x utilization)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="Precision on --gpu or of the projections (default: the run's)."),
+    utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU on --gpu when no run was measured there."),
+    scaling_efficiency: Optional[float] = typer.Option(None, "--scaling-efficiency", help="Weak-scaling efficiency on N devices (default 1.0, labelled assumed)."),
+    fully_loaded: float = typer.Option(20.0, "--fully-loaded-multiplier", help="Runs per project (AI21: 2 configurations x 10 runs)."),
+    pue: float = typer.Option(1.58, "--pue", help="Power usage effectiveness (Strubell et al. 2019: 1.58)."),
+    carbon_region: Optional[str] = typer.Option(None, "--carbon-region", help="Row of harness/data/carbon/intensity.csv (default us-average-strubell)."),
+    carbon_intensity: Optional[float] = typer.Option(None, "--carbon-intensity", help="kg CO2e per kWh (overrides --carbon-region)."),
+    usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price for the energy cost."),
+    offline: bool = typer.Option(False, "--offline", help="No network: cached tables or the bundled snapshot."),
+    source: List[str] = typer.Option([], "--source", help="Price source (repeatable); default all."),
+    url: Optional[str] = typer.Option(None, "--url", help="URL for the one --source (https, or http on loopback)."),
+    results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where runs and the price cache are."),
+    as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON."),
+) -> None:
+    """Extrapolate a measured run to a whole training job and price it per cloud offer."""
+    from harness.errors import ConfigError
+    from harness.cost.calibrate import read_calibration
+    from harness.cost.estimate import estimate as extrapolate
+    from harness.cost.plans import load_corpus, load_plan, one_epoch
+    from harness.cost.prices import load_prices
+    from harness.results.store import find_record, load_records
+
+    if run is not None and latest:
+        raise ConfigError("--run", "give --run RUN_ID or --latest, not both")
+    if run is None and not latest:
+        raise ConfigError("--run", "give --run RUN_ID or --latest")
+    if corpus is None and plan is None:
+        raise ConfigError("--corpus", "required (or a --plan that sets its own volume)")
+    root = _results_dir(results_dir)
+    the_corpus = load_corpus(corpus) if corpus is not None else None
+    if plan is not None:
+        the_plan = load_plan(plan)
+    elif the_corpus is not None and the_corpus.plan:
+        the_plan = load_plan(the_corpus.plan)
+    else:
+        the_plan = one_epoch()
+    if the_corpus is None and the_plan.corpus:
+        the_corpus = load_corpus(the_plan.corpus)
+    sources = _check_sources(source)
+    urls = _url_overrides(sources, url)
+    record = find_record(root, run)
+    prices = load_prices(sources, cache_dir=_cache_dir(root), urls=urls, offline=offline)
+    project = gpu is None and record["device"].get("type") != "cuda"  # no offers apply: project to each GPU
+    calibration = read_calibration(root)
+    stored = load_records(root)
+    result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=stored,
+                         calibration=calibration,
+                         devices=devices, gpu=gpu, dtype=None if project else dtype, utilization=utilization,
+                         scaling_efficiency=scaling_efficiency, fully_loaded_multiplier=fully_loaded,
+                         price_warnings=prices.warnings, pue=pue, carbon_region=carbon_region,
+                         carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh)
+    if project:
+        from dataclasses import replace
+
+        from harness.cost.estimate import project_offers
+
+        result = replace(result, projections=project_offers(
+            record, the_plan, the_corpus, offers=prices.offers, records=stored, devices=devices,
+            calibration=calibration,
+            dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
+            fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
+            carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh))
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        _estimate_table(result)
+
+
+def _estimate_table(e) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(120, Console().width))
+    model = e.model.get("preset") or e.model.get("family")
+    corpus = f" on {e.corpus['name']} ({e.corpus['tokens']:.3g} tokens/epoch)" if e.corpus else ""
+    console.print(f"[bold]{model}[/bold] ({e.params / 1e6:,.2f}M params, {e.dtype}), plan {e.plan['name']}{corpus}; "
+                  f"from run {e.run_id}", soft_wrap=True)
+    phases = Table(title="phases")
+    for col in ("phase", "seq", "tokens", "FLOPs/token", "FLOPs", "FLOP/s (1 device)", "rate from"):
+        phases.add_column(col, justify="left" if col in ("phase", "rate from") else "right")
+    for p in e.phases:
+        phases.add_row(p.name, str(p.seq_len), f"{p.tokens:.4g}", f"{p.flops_per_token:.4g}", f"{p.flops:.4g}",
+                       f"{p.flops_per_s:.4g}", p.rate_source)
+    console.print(phases)
+    util = "unknown" if e.utilization is None else f"{e.utilization:.1%}"
+    if e.utilization_range:
+        util += f" ({e.utilization_range[0]:.1%}–{e.utilization_range[1]:.1%}, in the cost range)"
+    console.print(f"hardware: {e.hardware} ({e.hardware_source}); utilization {util} — {e.utilization_source}",
+                  soft_wrap=True)
+    console.print(f"total: {e.tokens_total:.4g} tokens, {e.flops_total:.4g} FLOPs; {e.device_hours:,.1f} device-hours; "
+                  f"{e.wall_hours:,.1f} h wall ({e.wall_hours / 24:,.1f} days) on {e.devices} device(s), "
+                  f"scaling efficiency {e.scaling_efficiency:.2f} ({e.scaling_efficiency_source})", soft_wrap=True)
+    if e.offers:
+        table = Table(title=f"cost per offer: one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
+        for col in ("provider", "instance", "region", "gpus", "$/GPU-h", "spot", "one run", "fully loaded", "as of", "from"):
+            table.add_column(col, justify="right" if col in ("gpus", "$/GPU-h", "one run", "fully loaded") else "left")
+        for o in e.offers:
+            table.add_row(o.provider, o.instance, o.region, str(o.gpus_per_instance), f"{o.usd_per_gpu_hour:.3f}",
+                          "spot" if o.spot else "", _usd(o.cost_usd), _usd(o.cost_usd * e.fully_loaded["multiplier"]),
+                          o.as_of, o.provenance)
+        console.print(table)
+        console.print(f"[bold]one run: {_usd(e.cost_usd_min)} – {_usd(e.cost_usd_max)}; fully loaded: "
+                      f"{_usd(e.fully_loaded['cost_usd_min'])} – {_usd(e.fully_loaded['cost_usd_max'])}[/bold] "
+                      f"({e.fully_loaded['source']})", soft_wrap=True)
+    if e.projections:
+        table = Table(title=f"projected to the GPUs on offer ({e.dtype} unless --dtype; datasheet peak x utilization): "
+                            f"one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
+        for col in ("gpu", "utilization", "utilization from", "device-hours", "one run", "fully loaded", "offers", "as of"):
+            table.add_column(col, justify="left" if col in ("gpu", "utilization from", "as of") else "right")
+        for p in e.projections:
+            if "skipped" in p:
+                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "")
+                continue
+            fl = p["fully_loaded"]
+            table.add_row(p["gpu"], f"{p['utilization']:.1%}", p["utilization_source"].split(" (")[0],
+                          f"{p['device_hours']:,.1f}",
+                          f"{_usd(p['cost_usd_min'])} – {_usd(p['cost_usd_max'])}",
+                          f"{_usd(fl['cost_usd_min'])} – {_usd(fl['cost_usd_max'])}", str(p["offers"]),
+                          ", ".join(p["as_of"]))
+        console.print(table)
+        console.print("projections: this run's FLOPs on hardware that was not measured; pass --gpu NAME for one "
+                      "GPU's offers in detail", soft_wrap=True)
+    if e.energy:
+        g = e.energy
+        cost = (f"; energy cost {_usd(g['energy_cost_usd'])} at ${g['usd_per_kwh']}/kWh" if g["usd_per_kwh"] is not None
+                else "; energy cost: give --usd-per-kwh")
+        console.print(f"[bold]energy: {g['kwh']:,.1f} kWh; x PUE {g['pue']:g} ({g['pue_source']}) = {g['kwh_pue']:,.1f} kWh; "
+                      f"CO2e {g['co2e_kg']:,.1f} kg = {g['co2e_lbs']:,.1f} lbs[/bold] at {g['kg_co2e_per_kwh']} kg/kWh "
+                      f"({g['carbon_region']}: {g['carbon_source']}){cost}", soft_wrap=True)
+        console.print(f"energy method: {g['method']}", soft_wrap=True)
+    for note in e.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    _warn(console, e.price_warnings)
+
+
+@reproduce_app.command("ai21")
+def reproduce_ai21(
+    gpu: str = typer.Option("V100 SXM2", "--gpu", help="GPU the rows are priced on (datasheet peak)."),
+    dtype: str = typer.Option("fp16", "--dtype", help="Precision of the datasheet peak."),
+    utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU (default: 30%, labelled assumed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+) -> None:
+    """AI21's BERT/T5 cost table (Sharir et al. 2020) rebuilt from 6·N·tokens and snapshot prices."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.cost.prices import load_snapshot
+    from harness.cost.reproduce import AI21_SOURCE, reproduce_ai21 as rebuild
+
+    snapshot = load_snapshot()
+    rows = rebuild(snapshot.offers, gpu=gpu, dtype=dtype, utilization=utilization)
+    if as_json:
+        _print_json({"source": AI21_SOURCE, "prices": "bundled snapshot (harness/data/prices/snapshot.csv), on-demand",
+                     "rows": [r.to_dict() for r in rows]})
+        return
+    first = rows[0]
+    console = Console(width=max(170, Console().width))
+    console.print(f"{AI21_SOURCE}: paper beside 6·N·tokens on {first.gpu} {first.dtype} "
+                  f"({first.peak_flops_per_s / 1e12:g} TFLOP/s datasheet) x utilization {first.utilization:.0%} "
+                  f"({first.utilization_source}); on-demand snapshot prices "
+                  f"{_usd(first.usd_per_gpu_hour_min)}–{_usd(first.usd_per_gpu_hour_max)} per GPU-hour", soft_wrap=True)
+    table = Table()
+    for col in ("model", "tokens", "FLOPs", "GPU-hours", "computed one run", "paper one run", "ratio",
+                "computed fully loaded", "paper fully loaded", "utilization implied by paper"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        ratio = "n/a" if r.ratio_min is None else f"{r.ratio_min:.2f}–{r.ratio_max:.2f}"
+        implied = ("n/a" if r.implied_utilization_min is None
+                   else f"{r.implied_utilization_min:.1%}–{r.implied_utilization_max:.1%}")
+        table.add_row(r.model, f"{r.tokens:.3g}", f"{r.flops:.3g}", f"{r.device_hours:,.0f}",
+                      f"{_usd(r.cost_usd_min)}–{_usd(r.cost_usd_max)}", _usd(r.paper_usd_one_run), ratio,
+                      f"{_usd(r.fully_loaded_usd_min)}–{_usd(r.fully_loaded_usd_max)}",
+                      _usd(r.paper_usd_fully_loaded), implied)
+    console.print(table)
+    console.print("The paper states no price per GPU-hour and no utilization; the last column is the MFU at which "
+                  "these prices reproduce its one-run figure. T5-11B: the paper says 'well above $1.3 million'.",
+                  soft_wrap=True)
+
+
+@reproduce_app.command("strubell")
+def reproduce_strubell(as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON.")) -> None:
+    """Strubell et al.'s Table 3 recomputed from its power and hours with its own formula."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.cost.reproduce import STRUBELL_SOURCE, reproduce_strubell as rebuild
+
+    rows = rebuild()
+    if as_json:
+        _print_json({"source": STRUBELL_SOURCE, "formula": "kWh·PUE = 1.58 · hours · W / 1000; "
+                     "CO2e lbs = 0.954 · kWh·PUE", "rows": [r.to_dict() for r in rows]})
+        return
+    console = Console(width=max(170, Console().width))
+    console.print(f"{STRUBELL_SOURCE}: kWh·PUE = 1.58 · hours · (total W) / 1000; CO2e = 0.954 lbs/kWh · kWh·PUE",
+                  soft_wrap=True)
+    table = Table()
+    for col in ("model", "hardware", "hours", "power W", "kWh·PUE paper", "computed", "diff", "CO2e lbs paper",
+                "computed", "diff", "cloud cost (paper)", "implied $/accelerator-hour"):
+        table.add_column(col, justify="left" if col in ("model", "hardware") else "right")
+
+    def num(v, digits=0):
+        return "—" if v is None else f"{v:,.{digits}f}"
+
+    for r in rows:
+        table.add_row(r.model, r.hardware, num(r.hours), num(r.power_w, 2), num(r.kwh_paper), num(r.kwh_computed, 1),
+                      "—" if r.kwh_diff_pct is None else f"{r.kwh_diff_pct:+.2f}%", num(r.co2_lbs_paper),
+                      num(r.co2_lbs_computed, 1), "—" if r.co2_diff_pct is None else f"{r.co2_diff_pct:+.2f}%",
+                      f"${r.cost_paper_usd_min:,.0f}–${r.cost_paper_usd_max:,.0f}",
+                      f"${r.implied_usd_per_accelerator_hour_min:.2f}–${r.implied_usd_per_accelerator_hour_max:.2f}")
+    console.print(table)
+    console.print("Differences are the paper's rounding to whole kWh and lbs (its '79 h' for BERT_base is itself "
+                  "rounded). Cloud cost = hours x accelerators x the implied price per accelerator-hour "
+                  "(preemptible to on-demand); TPU rows have no published power.", soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the cost commands to the main app."""
+    app.command("estimate")(estimate)
+    app.add_typer(prices_app, name="prices")
+    app.add_typer(reproduce_app, name="reproduce")

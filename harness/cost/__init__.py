@@ -1,0 +1,1 @@
+"""Estimate and price: a stored run extrapolated to a whole training job, priced per cloud offer."""

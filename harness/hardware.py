@@ -1,0 +1,104 @@
+"""Hardware vocabulary: GPU names, math modes and dense datasheet peaks (no 2:4 sparsity).
+
+Pure data and string matching: no torch import. The measured matmul peak is
+`harness.measure.peak`.
+
+Unknown hardware has an unknown datasheet peak: `datasheet_peak` returns None, never a guess
+(no A100 fallback, no CPU figure).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TERA = 1e12
+
+
+@dataclass(frozen=True)
+class DatasheetRow:
+    """Dense peaks in TFLOP/s by math mode; None where the part has no such mode."""
+
+    gpu: str
+    fp32: float
+    tf32: float | None
+    bf16: float | None
+    fp16: float | None
+    source: str
+    tdp_w: float | None = None  # maximum board power, W (datasheet), for energy estimates only
+
+
+_V100_SRC = "NVIDIA Tesla V100 datasheet (https://images.nvidia.com/content/technologies/volta/pdf/volta-v100-datasheet-update-us-1165301-r5.pdf)"
+_A100_SRC = "NVIDIA A100 datasheet (https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf)"
+_H100_SRC = "NVIDIA H100 datasheet, sparse figures halved (https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet)"
+_H200_SRC = "NVIDIA H200 datasheet, sparse figures halved (https://www.nvidia.com/en-us/data-center/h200/)"
+
+# Order matters: the first pattern that matches the device name wins.
+DATASHEET: tuple[tuple[str, DatasheetRow], ...] = (
+    (r"H100.*(PCIe|PCIE)", DatasheetRow("H100 PCIe", 51.0, 378.0, 756.0, 756.0, _H100_SRC, 350.0)),
+    (r"H100.*(SXM|HBM3)", DatasheetRow("H100 SXM", 67.0, 494.5, 989.5, 989.5, _H100_SRC, 700.0)),
+    (r"H200(?!.*NVL)", DatasheetRow("H200 SXM", 67.0, 494.5, 989.5, 989.5, _H200_SRC, 700.0)),
+    (r"A100", DatasheetRow("A100", 19.5, 156.0, 312.0, 312.0, _A100_SRC, 400.0)),
+    (r"V100.*SXM2", DatasheetRow("V100 SXM2", 15.7, None, None, 125.0, _V100_SRC, 300.0)),
+    (r"V100.*PCI", DatasheetRow("V100 PCIe", 14.0, None, None, 112.0, _V100_SRC, 250.0)),
+    (r"L40S", DatasheetRow("L40S", 91.6, 183.0, 362.05, 362.05,
+                           "NVIDIA L40S datasheet (https://www.nvidia.com/en-us/data-center/l40s/)", 350.0)),
+    (r"\bL4\b", DatasheetRow("L4", 30.3, 60.0, 121.0, 121.0,
+                             "NVIDIA L4 datasheet (https://www.nvidia.com/en-us/data-center/l4/)", 72.0)),
+    (r"\bT4\b", DatasheetRow("T4", 8.1, None, None, 65.0,
+                             "NVIDIA T4 datasheet (https://www.nvidia.com/en-us/data-center/tesla-t4/)", 70.0)),
+    # NVIDIA publishes no A10G datasheet (an AWS-only variant of the A10, with fewer tensor FLOP/s).
+    (r"A10G", DatasheetRow("A10G", 31.52, None, 70.0, 70.0,
+                           "no NVIDIA datasheet; AWS/NVIDIA figures as collected by Baseten "
+                           "(https://www.baseten.co/blog/nvidia-a10-vs-a10g-for-ml-model-inference/)")),
+)
+
+
+def datasheet_row(device_name: str) -> DatasheetRow | None:
+    """The datasheet row for a device name as CUDA reports it, or None if unknown."""
+    for pattern, row in DATASHEET:
+        if re.search(pattern, device_name):
+            return row
+    return None
+
+
+def datasheet_by_name(gpu: str, mode: str) -> tuple[DatasheetRow, float]:
+    """Row and dense peak (FLOP/s) for a GPU named by a user ("A100", "H100 SXM", "h100-pcie")
+    and a math mode (fp32, tf32, bf16, fp16). Unknown GPU or mode → ConfigError, never a guess."""
+    from harness.errors import ConfigError
+
+    wanted = re.sub(r"[\s_-]+", " ", gpu).strip().lower()
+    rows = [row for _, row in DATASHEET]
+    row = next((r for r in rows if r.gpu.lower() == wanted), None) or datasheet_row(gpu.upper())
+    if row is None:
+        raise ConfigError("--gpu", f"no datasheet row for {gpu!r}; allowed: {', '.join(r.gpu for r in rows)}")
+    if mode not in ("fp32", "tf32", "bf16", "fp16"):
+        raise ConfigError("--dtype", f"{mode!r} is not allowed; allowed: fp32, tf32, bf16, fp16")
+    tflops = getattr(row, mode)
+    if tflops is None:
+        raise ConfigError("--dtype", f"{row.gpu} has no {mode} datasheet figure")
+    return row, tflops * TERA
+
+
+def math_mode(dtype: str, tf32_enabled: bool = False) -> str:
+    """Which datasheet column a run uses: fp32 matmuls run as tf32 when torch allows it."""
+    return "tf32" if dtype == "fp32" and tf32_enabled else dtype
+
+
+@dataclass(frozen=True)
+class DatasheetPeak:
+    flops_per_s: float | None
+    gpu: str | None
+    mode: str
+    source: str | None
+
+
+def datasheet_peak(device_type: str, device_name: str, dtype: str, tf32_enabled: bool = False) -> DatasheetPeak:
+    """Dense datasheet peak in FLOP/s for a device and dtype; flops_per_s None when unknown
+    (every CPU, unlisted GPUs, modes a GPU lacks)."""
+    mode = math_mode(dtype, tf32_enabled)
+    row = datasheet_row(device_name) if device_type == "cuda" else None
+    if row is None:
+        return DatasheetPeak(None, None, mode, None)
+    tflops = getattr(row, mode)
+    return DatasheetPeak(None if tflops is None else tflops * TERA, row.gpu, mode, row.source)

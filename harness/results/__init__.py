@@ -1,0 +1,8 @@
+"""Store and read: the run record, the results database, and the pandas API over them.
+
+`from harness.results import load, records, get, export, import_files` is the public API.
+"""
+
+from harness.results.api import ImportResult, export, get, import_files, load, read_records, records
+
+__all__ = ["ImportResult", "export", "get", "import_files", "load", "read_records", "records"]

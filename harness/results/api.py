@@ -1,0 +1,266 @@
+"""Results: the stored runs as pandas DataFrames, and records moved between machines.
+
+`load` reads the results database (`<results_dir>/harness.db`) into one row per run with flat
+columns (see `harness.results.store.COLUMNS`); `records` gives the full JSON records under the same
+filters. `export` writes CSV or Parquet with a `record_json` column that holds each whole
+record, so `import_files` of an export loses nothing. Imports also take JSON records (one
+record, or a list of them, as `harness run --json` prints and `results/runs/*.json` holds),
+are checked in full before anything is written, and skip run ids already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from harness.errors import ConfigError
+from harness.results.store import DB_NAME, RUN_ID_PATTERN, save_many
+
+EXPORT_FORMATS = ("csv", "parquet")
+
+# What a record must carry to be stored and compared: key → allowed JSON types. Other keys
+# (energy, world_size, and whatever later versions add) are kept as they are.
+_NUM = (int, float)
+REQUIRED_KEYS: dict[str, tuple[type, ...]] = {
+    "run_id": (str,), "created_at": (str,), "model": (dict,), "params": (int,), "batch_size": (int,),
+    "seq_len": (int,), "grad_accum": (int,), "dtype": (str,), "device": (dict,),
+    "step_times_s": (list,), "warmup_times_s": (list,), "median_step_s": _NUM, "tokens_per_s": _NUM,
+    "model_flops_per_step": (int,), "achieved_flops_per_s": _NUM, "peak_flops_measured": _NUM,
+    "mfu_measured": _NUM, "spec": (dict,), "schema_version": (int,),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _when(value: str | date | datetime | None, name: str):
+    """A UTC pandas Timestamp from an ISO date or datetime (naive means UTC)."""
+    import pandas as pd
+
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(name, f"{value!r} is not an ISO date or datetime (e.g. 2026-11-24 or "
+                                "2026-11-24T13:00:00Z)") from None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _frame(results_dir: Path):
+    from harness.results.store import load_runs
+
+    return load_runs(Path(results_dir))
+
+
+def _filter(frame, *, model, device, dtype, since, until):
+    import pandas as pd
+
+    created = pd.to_datetime(frame["created_at"], utc=True, format="ISO8601")
+    keep = pd.Series(True, index=frame.index)
+    if model is not None:
+        wanted = model.lower()
+        keep &= (frame["model_preset"].fillna("").str.lower() == wanted) | (frame["family"].str.lower() == wanted)
+    if device is not None:
+        wanted = device.lower()
+        keep &= ((frame["device_type"].str.lower() == wanted)
+                 | frame["device_name"].fillna("").str.lower().str.contains(wanted, regex=False))
+    if dtype is not None:
+        keep &= frame["dtype"] == dtype
+    if since is not None:
+        keep &= created >= _when(since, "--since")
+    if until is not None:
+        bound = _when(until, "--until")
+        if isinstance(until, str) and len(until) == 10:  # a bare date includes that whole day
+            bound = bound + pd.Timedelta(days=1)
+            keep &= created < bound
+        else:
+            keep &= created <= bound
+    out = frame[keep].copy()
+    out["created_at"] = created[keep]
+    return out.reset_index(drop=True)
+
+
+def load(results_dir: str | Path = "results", *, model: str | None = None, device: str | None = None,
+         dtype: str | None = None, since: str | date | datetime | None = None,
+         until: str | date | datetime | None = None, with_record: bool = False):
+    """Stored runs as a DataFrame, one row per run, oldest first, flat columns (`created_at` as
+    UTC timestamps). Filters: `model` (preset or family), `device` (type, e.g. "cuda", or part of
+    the device name, e.g. "H100"; case-insensitive), `dtype`, `since`/`until` (ISO dates or
+    datetimes, inclusive; a bare date as `until` includes that day). `with_record` adds
+    `record`, each run's full record as a dict."""
+    for name, value in (("since", since), ("until", until)):
+        _when(value, f"--{name}")
+    frame = _filter(_frame(Path(results_dir)), model=model, device=device, dtype=dtype, since=since, until=until)
+    if with_record:
+        frame["record"] = [json.loads(text) for text in frame["record_json"]]
+    return frame.drop(columns=["record_json"])
+
+
+def records(results_dir: str | Path = "results", **filters) -> list[dict[str, Any]]:
+    """The full JSON records of the runs `load(results_dir, **filters)` selects, oldest first."""
+    return list(load(results_dir, with_record=True, **filters)["record"])
+
+
+def get(run_id: str, results_dir: str | Path = "results") -> dict[str, Any]:
+    """One stored record by run id or a unique prefix of it; ConfigError when none or several match."""
+    from harness.results.store import find_record
+
+    if not (Path(results_dir) / DB_NAME).exists():
+        raise ConfigError("RUN_ID", f"no stored runs in {results_dir}")
+    try:
+        return find_record(Path(results_dir), run_id)
+    except ConfigError as err:
+        raise ConfigError("RUN_ID", err.message) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def export(results_dir: str | Path, out: str | Path, fmt: str | None = None, **filters) -> int:
+    """Write the selected runs to `out` as CSV or Parquet (`fmt`, default from the suffix): the
+    flat columns plus `record_json` (the whole record). Written atomically. Returns the row count."""
+    out = Path(out)
+    fmt = fmt or out.suffix.lstrip(".").lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError("--format", f"{fmt!r} is not allowed; allowed: {', '.join(EXPORT_FORMATS)}")
+    frame = _filter(_frame(Path(results_dir)), **{k: filters.get(k) for k in
+                                                  ("model", "device", "dtype", "since", "until")})
+    if frame.empty:
+        raise ConfigError("--out", f"no stored runs in {results_dir} match; nothing written")
+    frame["created_at"] = frame["record_json"].map(lambda text: json.loads(text)["created_at"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            _parquet()
+            frame.to_parquet(tmp, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(frame)
+
+
+def _parquet() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise ConfigError("--format", "parquet needs pyarrow: pip install pyarrow") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did: run ids added, run ids already stored (skipped), files read."""
+
+    added: tuple[str, ...]
+    skipped: tuple[str, ...]
+    files: tuple[str, ...]
+
+
+def check_record(data: Any, where: str) -> dict[str, Any]:
+    """`data` if it is a record harness can store and compare; else ConfigError naming `where`
+    and the first problem."""
+    from harness.results.record import SCHEMA_VERSION
+
+    if not isinstance(data, dict):
+        raise ConfigError(where, f"a record must be a JSON object, got {type(data).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise ConfigError(where, f"not a run record: missing {', '.join(missing)}")
+    for key, types in REQUIRED_KEYS.items():
+        value = data[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            allowed = "a number" if types == _NUM else {int: "an integer", str: "a string", list: "a list",
+                                                        dict: "an object"}[types[0]]
+            raise ConfigError(f"{where}: {key}", f"must be {allowed}, got {json.dumps(value)[:40]}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key}", f"must be finite, got {value}")
+    run_id = data["run_id"]
+    if not RUN_ID_PATTERN.match(run_id):
+        raise ConfigError(f"{where}: run_id", f"{run_id!r} is not a valid run id (letters, digits, . _ + -)")
+    try:
+        datetime.fromisoformat(data["created_at"].replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{where}: created_at", f"{data['created_at']!r} is not an ISO datetime") from None
+    for key in ("step_times_s", "warmup_times_s"):
+        if not all(isinstance(t, _NUM) and not isinstance(t, bool) and t >= 0 for t in data[key]):
+            raise ConfigError(f"{where}: {key}", "must be a list of non-negative seconds")
+    if not data["step_times_s"]:
+        raise ConfigError(f"{where}: step_times_s", "is empty")
+    if "family" not in data["model"] or "type" not in data["device"]:
+        raise ConfigError(where, "model needs a family and device a type")
+    if data["schema_version"] > SCHEMA_VERSION:
+        raise ConfigError(f"{where}: schema_version", f"{data['schema_version']} is newer than this harness "
+                                                      f"reads ({SCHEMA_VERSION}); upgrade harness")
+    return data
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records in one file: JSON (a record or a list of records), or a CSV/Parquet export
+    (its `record_json` column). ConfigError naming the file (and row) on anything malformed."""
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise ConfigError(name, "no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        try:
+            if suffix == ".csv":
+                frame = pd.read_csv(path, usecols=lambda c: c == "record_json", dtype=str, keep_default_na=False)
+            else:
+                _parquet()
+                frame = pd.read_parquet(path, columns=None)
+        except ConfigError:
+            raise
+        except Exception as err:  # pandas and pyarrow raise many types for a bad file
+            raise ConfigError(name, f"unreadable {suffix[1:]} file ({err.__class__.__name__}: "
+                                    f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        if "record_json" not in frame.columns:
+            raise ConfigError(name, "no record_json column: not a `harness results export` file")
+        out = []
+        for i, text in enumerate(frame["record_json"], start=1):
+            try:
+                data = json.loads(text)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{name}: row {i}", f"record_json is not valid JSON ({err})") from None
+            out.append(check_record(data, f"{name}: row {i}"))
+        return out
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(name, "not a text file (expected JSON, CSV or Parquet)") from None
+    except ValueError as err:
+        raise ConfigError(name, f"not valid JSON ({err})") from None
+    if isinstance(data, list):
+        return [check_record(item, f"{name}: item {i}") for i, item in enumerate(data, start=1)]
+    return [check_record(data, name)]
+
+
+def import_files(paths: Sequence[str | Path], results_dir: str | Path = "results") -> ImportResult:
+    """Store the records in `paths` (see `read_records`) that are not stored yet. Every file is
+    read and checked first; then all new records go in one transaction: all or none."""
+    if not paths:
+        raise ConfigError("FILE", "give at least one file to import")
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        found += read_records(Path(path))
+    added, skipped = save_many(found, Path(results_dir))
+    return ImportResult(tuple(added), tuple(skipped), tuple(str(p) for p in paths))

@@ -1,0 +1,155 @@
+"""Multi-process measurement: the pure rules here; real 2-process gloo runs in test_cli."""
+
+import sys
+
+import pytest
+
+from harness.measure.distributed import DistEnv, RankFailure, dist_env, slowest_steps, torchrun_command
+from harness.errors import ConfigError
+
+
+def test_env_from_torchrun_and_slurm():
+    assert dist_env({}) is None
+    assert dist_env({"WORLD_SIZE": "1", "RANK": "0"}) is None
+    assert dist_env({"WORLD_SIZE": "8", "RANK": "5", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4"}) == \
+        DistEnv(rank=5, world_size=8, local_rank=1, nnodes=2)
+    assert dist_env({"SLURM_NTASKS": "4", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+                     "SLURM_NTASKS_PER_NODE": "2"}) == DistEnv(3, 4, 1, 2)
+
+
+def test_a_step_takes_as_long_as_its_slowest_rank():
+    per_rank = [[1.0, 2.0, 3.0], [1.5, 1.0, 3.5]]
+    assert slowest_steps(per_rank) == [1.5, 2.0, 3.5]
+    with pytest.raises(RankFailure):
+        slowest_steps([[1.0], [1.0, 2.0]])
+
+
+def test_torchrun_command_is_an_argument_list():
+    cmd = torchrun_command(["run", "cfg.yaml"], nproc=2)
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"] and "--standalone" in cmd
+    assert cmd[-4:] == ["-m", "harness", "run", "cfg.yaml"]
+    multi = torchrun_command(["run"], nproc=8, nnodes=2, node_rank=1, rdzv_endpoint="10.0.0.1:29400")
+    assert "--nnodes=2" in multi and "--rdzv-endpoint=10.0.0.1:29400" in multi and "--standalone" not in multi
+    with pytest.raises(ConfigError, match="rdzv"):
+        torchrun_command(["run"], nproc=2, nnodes=2)
+    with pytest.raises(ConfigError, match="rdzv"):
+        torchrun_command(["run"], nproc=2, nnodes=2, rdzv_endpoint="host;rm -rf /:1")
+    with pytest.raises(ConfigError):
+        torchrun_command(["run"], nproc=0)
+
+
+# --- real runs: two processes with gloo on loopback --------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from harness.results.store import load_records  # noqa: E402
+from tests.conftest import tiny_raw  # noqa: E402
+from tests.cli.test_cli import harness, write_config  # noqa: E402
+
+
+def config(tmp_path, strategy="ddp", steps=3, timeout_s=60):
+    raw = tiny_raw("gpt2", grad_accum=2)
+    raw["measure"] = {"warmup_steps": 1, "steps": steps, "energy": False}
+    raw["distributed"] = {"strategy": strategy, "timeout_s": timeout_s}
+    return str(write_config(tmp_path, raw))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_one_record_with_world_size_accounting(tmp_path, strategy):
+    out = harness("run", config(tmp_path, strategy), "--nproc", "2", "--json", "--results-dir",
+                  str(tmp_path / "r"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["world_size"] == 2 and r["strategy"] == strategy and r["nnodes"] == 1
+    # global tokens and FLOPs: 2 ranks x grad_accum 2 x batch 2 x seq 16
+    assert r["tokens_per_step"] == 2 * 2 * 2 * 16
+    one_rank = r["flops"]["model"]["per_step"]  # the counted per-rank step (all micro-batches)
+    assert r["model_flops_per_step"] == 2 * one_rank
+    assert [p["rank"] for p in r["per_rank"]] == [0, 1]
+    slowest = [max(a, b) for a, b in zip(r["per_rank"][0]["step_times_s"], r["per_rank"][1]["step_times_s"])]
+    assert r["step_times_s"] == slowest
+    assert r["tokens_per_s"] == pytest.approx(r["tokens_per_step"] * 3 / sum(slowest))
+    assert r["per_device_tokens_per_s"] == pytest.approx(r["tokens_per_s"] / 2)
+    assert r["mfu_measured"] == pytest.approx(r["achieved_flops_per_s"] / 2 / r["peak_flops_measured"])
+    assert len(load_records(tmp_path / "r")) == 1  # rank 0 alone writes
+
+
+def _rank_pids(parent: int, local_rank: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+            cmd = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"harness" in cmd and f"LOCAL_RANK={local_rank}".encode() in env and \
+                f"TORCHELASTIC_RUN_ID".encode() in b"".join(env):
+            pids.append(int(proc.name))
+    return pids
+
+
+def _start_two_ranks(tmp_path, results, *, timeout_s):
+    """A 2-rank run with endless steps; returns it and rank 1's pid once it is timing steps."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", config(tmp_path, steps=100000, timeout_s=timeout_s),
+                             "--nproc", "2", "--results-dir", str(results)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    victims = []
+    while time.time() < deadline and not victims:
+        time.sleep(1.0)
+        victims = _rank_pids(proc.pid, "1")
+    assert victims, "rank 1 never started"
+    time.sleep(8.0)  # into the timed steps
+    return proc, victims
+
+
+@pytest.mark.slow
+def test_a_killed_rank_ends_the_run_with_its_name_and_no_record(tmp_path):
+    results = tmp_path / "r"
+    proc, victims = _start_two_ranks(tmp_path, results, timeout_s=20)
+    os.kill(victims[0], signal.SIGKILL)
+    started = time.time()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and time.time() - started < 60
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("harness: error:") and "rank 1" in last and "no record" in last, err[-2000:]
+    assert load_records(results) == []
+
+
+def test_failure_message_names_the_root_cause_rank():
+    from harness.measure.distributed import failure_message
+
+    log = ["harness: error: rank 0: Connection closed by peer; no record was written\n",
+           "Root Cause (first observed failure):\n", "[0]:\n", "  rank      : 1 (local_rank: 1)\n",
+           "  exitcode  : -9 (pid: 24991)  (SIGKILL)\n"]
+    assert failure_message(log) == "distributed run failed: rank 1 exited with code -9 (SIGKILL); no record was written"
+    assert failure_message(["harness: error: rank 1: collective timed out; no record was written\n"]) == \
+        "rank 1: collective timed out; no record was written"
+
+
+@pytest.mark.slow
+def test_a_hung_rank_times_out_instead_of_hanging(tmp_path):
+    results = tmp_path / "r"
+    proc, victims = _start_two_ranks(tmp_path, results, timeout_s=5)
+    os.kill(victims[0], signal.SIGSTOP)  # hangs: alive, silent
+    started = time.time()
+    try:
+        _, err = proc.communicate(timeout=150)
+    finally:
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode == 2 and time.time() - started < 150
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("harness: error: rank 0:") and "no record" in last, err[-2000:]
+    assert load_records(results) == []

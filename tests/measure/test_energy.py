@@ -1,0 +1,181 @@
+"""Power sampling: arithmetic on recorded series, RAPL on a kernel-shaped tree, NVML through a
+stand-in module (no GPU here), and the estimate path on this machine for real."""
+
+import json
+import time
+
+import pytest
+
+from harness.measure.energy import (DEFAULT_W_PER_THREAD, EstimatedCpuSource, NvmlSource, PowerSampler, RaplSource,
+                            counter_delta, discover_sources, integrate_power_j)
+from tests.conftest import tiny_raw
+from tests.cli.test_cli import harness, write_config
+
+
+def test_trapezoid_integration_by_hand():
+    # 100 W for 1 s, then a ramp to 200 W over 2 s: 100 + 2 * 150 = 400 J
+    assert integrate_power_j([(0.0, 100.0), (1.0, 100.0), (3.0, 200.0)]) == 400.0
+    assert integrate_power_j([(5.0, 80.0)]) == 0.0
+
+
+def test_counter_wraps():
+    assert counter_delta([10, 20, 35], max_range=100) == 25
+    assert counter_delta([90, 98, 3, 7], max_range=100) == 8 + 5 + 4  # 98 → wrap → 3
+
+
+def rapl_tree(root, package_uj, dram_uj, max_uj=1000):
+    """/sys/class/powercap as the kernel lays it out: packages at the top, dram as a subdomain."""
+    pkg = root / "intel-rapl:0"
+    dram = pkg / "intel-rapl:0:0"
+    core = pkg / "intel-rapl:0:1"
+    for path, name in ((pkg, "package-0"), (dram, "dram"), (core, "core")):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "name").write_text(name + "\n")
+        (path / "max_energy_range_uj").write_text(f"{max_uj}\n")
+        (path / "energy_uj").write_text("0\n")
+    (root / "intel-rapl").mkdir(exist_ok=True)  # the control-type folder, no counters
+
+    def set_counters(p, d):
+        (pkg / "energy_uj").write_text(f"{p}\n")
+        (dram / "energy_uj").write_text(f"{d}\n")
+
+    set_counters(package_uj, dram_uj)
+    return set_counters
+
+
+def test_rapl_reads_packages_and_dram_and_handles_the_wrap(tmp_path):
+    set_counters = rapl_tree(tmp_path, 900, 100)
+    domains = RaplSource.discover(tmp_path)
+    assert set(domains) == {"cpu", "dram"} and len(domains["cpu"]) == 1  # core is inside the package
+    source = RaplSource(domains)
+    source.begin(0.0)
+    set_counters(980, 400)
+    source.sample(1.0)
+    set_counters(30, 700)  # the package counter wrapped at 1000 µJ
+    by_name = {c.component: c for c in source.end(2.0)}
+    assert by_name["cpu"].energy_j == pytest.approx((80 + 50) / 1e6)
+    assert by_name["dram"].energy_j == pytest.approx(600 / 1e6)
+    assert by_name["cpu"].method == "rapl" and by_name["cpu"].avg_w == pytest.approx(130e-6 / 2)
+
+
+def test_unreadable_rapl_is_missing_not_a_crash(tmp_path):
+    (tmp_path / "intel-rapl:0").mkdir()
+    (tmp_path / "intel-rapl:0" / "name").write_text("package-0\n")  # energy_uj absent (root-only)
+    assert RaplSource.discover(tmp_path) == {}
+
+
+class StandInNvml:
+    """pynvml's surface, at the boundary: these machines have no GPU."""
+
+    class NotSupported(Exception):
+        pass
+
+    def __init__(self, energy_mj=None, power_mw=None):
+        self.energy_mj = energy_mj  # list per read, or None = no counter (pre-Volta)
+        self.power_mw = power_mw
+        self.reads = 0
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return 1
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return f"handle{i}"
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if self.energy_mj is None:
+            raise self.NotSupported("NVML_ERROR_NOT_SUPPORTED")
+        value = self.energy_mj[min(self.reads, len(self.energy_mj) - 1)]
+        self.reads += 1
+        return value
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        value = self.power_mw[min(self.reads, len(self.power_mw) - 1)]
+        self.reads += 1
+        return value
+
+
+def test_nvml_counter_is_preferred():
+    source = NvmlSource(StandInNvml(energy_mj=[1_000_000, 1_150_000, 1_400_000]), [0])
+    source.begin(10.0)
+    source.sample(11.0)
+    (gpu,) = source.end(12.0)
+    assert gpu.component == "gpu0" and gpu.method == "counter"
+    assert gpu.energy_j == 400.0 and gpu.avg_w == 200.0
+
+
+def test_nvml_power_is_integrated_without_a_counter():
+    source = NvmlSource(StandInNvml(power_mw=[300_000, 300_000, 500_000]), [0])
+    source.begin(0.0)
+    source.sample(1.0)
+    (gpu,) = source.end(3.0)
+    assert gpu.method == "integrated" and gpu.energy_j == 300.0 + 2 * 400.0
+
+
+def test_discover_uses_nvml_and_rapl_when_present(tmp_path):
+    rapl_tree(tmp_path, 0, 0)
+    sources, missing = discover_sources("cuda", nvml=StandInNvml(energy_mj=[0]), rapl_root=tmp_path)
+    assert [type(s).__name__ for s in sources] == ["NvmlSource", "RaplSource"] and missing == []
+
+
+def test_estimate_path_names_its_basis(tmp_path):
+    sources, missing = discover_sources("cpu", rapl_root=tmp_path, cpu_model="AMD EPYC 7763 64-Core Processor",
+                                        threads=2, memory_bytes=16 * 10**9, cpu_percent=lambda: 50.0)
+    assert any(m.startswith("gpu") for m in missing) and any(m.startswith("rapl") for m in missing)
+    cpu, memory = sources
+    cpu.begin(0.0)
+    memory.begin(0.0)
+    (c,) = cpu.end(4.0)
+    (m,) = memory.end(4.0)
+    assert c.energy_j == pytest.approx(280 / 128 * 2 * 0.5 * 4.0)  # TDP/threads x visible x util x s
+    assert c.method == "estimated" and "EPYC 7763" in c.detail
+    assert m.energy_j == pytest.approx(0.375 * 16 * 4.0) and m.method == "estimated"
+    unknown = EstimatedCpuSource(w_per_thread=DEFAULT_W_PER_THREAD, threads=1, basis="x", cpu_percent=lambda: 100.0)
+    unknown.begin(0.0)
+    assert unknown.end(1.0)[0].energy_j == pytest.approx(DEFAULT_W_PER_THREAD)
+
+
+def test_sampler_thread_samples_at_its_interval_for_real():
+    calls = []
+
+    class Recorder:
+        def begin(self, t):
+            calls.append(("begin", t))
+
+        def sample(self, t):
+            calls.append(("sample", t))
+
+        def end(self, t):
+            return []
+
+    sampler = PowerSampler([Recorder()], interval_s=0.02)
+    sampler.start()
+    time.sleep(0.25)
+    reading = sampler.stop()
+    assert 5 <= reading.samples <= 13 and calls[0][0] == "begin"
+    assert reading.window_s == pytest.approx(0.25, abs=0.1)
+
+
+def test_a_cpu_run_reports_estimated_energy(tmp_path):
+    """On this machine for real: no GPU, no readable RAPL → CPU and memory estimated."""
+    raw = tiny_raw("gpt2")
+    raw["measure"] = {"warmup_steps": 1, "steps": 3, "power_interval_s": 0.01}
+    out = harness("run", str(write_config(tmp_path, raw)), "--json", "--results-dir", str(tmp_path / "r"),
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    energy = json.loads(out.stdout)["energy"]
+    assert energy["methods"]["cpu"] in ("estimated", "rapl") and energy["joules_per_step"] > 0
+    assert energy["joules_per_token"] == pytest.approx(energy["joules_per_step"] / (2 * 16))
+    assert any(m.startswith("gpu") for m in energy["missing"])
+
+
+@pytest.mark.parametrize("override, field", [
+    ("measure.power_interval_s=0", "measure.power_interval_s"),
+    ("measure.power_interval_s=-1", "measure.power_interval_s"),
+    ("measure.cpu_tdp_w=-5", "measure.cpu_tdp_w"),
+])
+def test_bad_energy_settings(tmp_path, override, field):
+    out = harness("run", "gpt2", "--set", override, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and field in out.stderr

@@ -1,0 +1,194 @@
+"""harness.report.document and `harness report`: a report from real tiny runs has every section, every
+figure is a real non-empty PNG (on disk for the Markdown, embedded in the HTML), every title says
+where its numbers come from; the HTML renders in headless Chromium when one is installed."""
+
+import base64
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from harness.report import document as report
+
+from harness.results import store
+from harness.config import build_spec
+from harness.measure.run import measure
+from tests.conftest import tiny_raw
+from tests.cli.test_cli import REPO, harness, write_config
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PROVENANCE_WORDS = ("measured", "counted", "datasheet", "estimated", "published", "projected", "snapshot",
+                    "fetched", "cache", "assumed")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three real tiny runs: GPT-2 and BERT with 512 positions (the BERT recipe fits), Llama with 64
+    (it does not: its cost falls back to one epoch)."""
+    root = tmp_path_factory.mktemp("report") / "results"
+    for family, positions in (("gpt2", 512), ("bert", 512), ("llama", 64)):
+        raw = tiny_raw(family)
+        raw["model"]["max_positions"] = positions
+        raw["measure"] = {"warmup_steps": 1, "steps": 3}
+        store.save(measure(build_spec(raw), log=lambda message: None), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def written(runs):
+    records = store.load_records(runs)
+    built = report.build(records, cache_dir=runs / "cache" / "prices")
+    return built, report.write(built, runs.parent / "out"), records
+
+
+def test_the_report_has_every_section(written):
+    built, paths, records = written
+    md = paths.markdown.read_text()
+    for heading in ("## Runs", "## Across runs", "### MFU and throughput against model size",
+                    "### Cost against model size", "### Energy and CO2e", "## Provenance"):
+        assert f"\n{heading}\n" in md, heading
+    for r in records:
+        section = md.split(f"## Run {r['run_id']}\n")[1].split("\n## ")[0]
+        for heading in ("### Step time", "### FLOPs by module", "### Achieved FLOP/s against peaks", "### Cost"):
+            assert f"{heading}\n" in section, (r["run_id"], heading)
+        for stem in ("step-time", "flops", "peaks", "cost"):
+            assert f"figures/{stem}-{r['run_id'].lower()}.png" in section, (r["run_id"], stem)
+    assert "| run | model | params |" in md
+    assert md.count("![") == len(built.figures) == 4 * len(records) + 3
+
+
+def test_every_image_exists_is_a_png_and_is_embedded_in_the_html(written):
+    built, paths, _ = written
+    md = paths.markdown.read_text()
+    linked = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
+    assert sorted(linked) == sorted(f"figures/{f.key}.png" for f in built.figures)
+    for rel in linked:
+        data = (paths.markdown.parent / rel).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000, rel
+    html = paths.html.read_text()
+    embedded = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert [base64.b64decode(e) for e in embedded] == [f.png for f in built.figures]
+    assert not re.search(r'(src|href)="(?!data:|#)', html)  # self-contained: nothing loaded from outside
+
+
+def test_every_figure_says_where_its_numbers_come_from(written):
+    built, _, _ = written
+    for fig in built.figures:
+        tag = re.search(r"\[([^\]]+)\]", fig.title)
+        assert tag and any(word in tag.group(1) for word in PROVENANCE_WORDS), fig.title
+        assert len(fig.caption) > 80, fig.key
+
+
+def test_cost_uses_the_recipe_or_says_why_not(written):
+    built, _, records = written
+    captions = {f.key: f.caption for f in built.figures}
+    by_family = {r["model"]["family"]: r for r in records}
+    gpt2 = captions[f"cost-{by_family['gpt2']['run_id'].lower()}"]
+    assert "Plan bert-pretraining over bert-wiki-books" in gpt2 and "snapshot" in gpt2
+    assert "projected" in gpt2 and "assumed" in gpt2  # a CPU run priced on A100 at the labelled default MFU
+    llama = captions[f"cost-{by_family['llama']['run_id'].lower()}"]
+    assert "Plan one-epoch" in llama and "does not fit this model" in llama
+
+
+def test_published_figures_are_drawn_for_matching_sizes(written):
+    _, _, records = written
+    bert_sized = {**records[0], "params": 110_000_000}
+    (priced,) = report.price_runs([bert_sized], records, _snapshot_offers(), report.Options())
+    fig = report.cost_figure(priced)
+    assert "AI21 BERT-base" in fig.caption and "Strubell BERT_base" in fig.caption
+    tiny = report.cost_figure(report.price_runs([records[0]], records, _snapshot_offers(), report.Options())[0])
+    assert "No published figure within" in tiny.caption
+
+
+def _snapshot_offers():
+    from harness.cost.prices import load_snapshot
+
+    return load_snapshot().offers
+
+
+def test_module_breakdown_sums_to_the_counted_forward(written):
+    _, _, records = written
+    groups, forward = report.module_flops(records[0])
+    assert sum(groups.values()) == forward > 0
+    assert any(".*." in name for name in groups) and not any(re.search(r"\.\d+\.", name) for name in groups)
+    assert records[0]["model_flops_per_step"] == 3 * forward * records[0]["grad_accum"]  # backward = 2x forward
+
+
+def test_no_energy_means_no_energy_figure_and_a_sentence_saying_so(written):
+    _, _, records = written
+    bare = [{**r, "energy": None} for r in records[:1]]
+    built = report.build(bare, cache_dir=None)
+    assert "across-energy" not in {f.key for f in built.figures}
+    assert "No run in this report carries an energy measurement" in report.to_markdown(built)
+
+
+def test_html_escapes_text(written):
+    built, _, _ = written
+    page = report.Report("<script>x</script>")
+    page.p("a < b & c")
+    page.figure(replace(built.figures[0], caption='"quoted" <b>'))
+    html = report.to_html(page)
+    assert "<script>x" not in html and "a &lt; b &amp; c" in html and "&lt;b&gt;" in html
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_the_html_renders_in_headless_chromium(written):
+    _, paths, _ = written
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "check_report.py"), str(paths.html)],
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+    n = len(written[0].figures)
+    assert out.stdout.startswith("OK ") and f"{n}/{n} images rendered" in out.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_report_for_a_chosen_run(runs, tmp_path):
+    records = store.load_records(runs)
+    out = harness("report", records[2]["run_id"][:22], "--out", str(tmp_path / "rep"),
+                  "--results-dir", str(runs), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"report written to {tmp_path / 'rep' / 'report.html'}" in out.stdout
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert records[2]["run_id"] in md and records[1]["run_id"] not in md and records[0]["run_id"] not in md
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "RUN_ID: give one or more run ids"),
+    (["nope"], "RUN_ID: no stored run matches 'nope'"),
+    (["--all", "x"], "--all: give RUN_ID ... or --all, not both"),
+    (["--all", "--gpu", "Z9000"], "--gpu: no datasheet row"),
+    (["--all", "--corpus", "wikipedia-2031"], "--corpus"),
+])
+def test_cli_report_bad_input_is_one_line_exit_2(runs, tmp_path, args, message):
+    out = harness("report", *args, "--out", str(tmp_path / "rep"), "--results-dir", str(runs), cwd=tmp_path)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+    assert not (tmp_path / "rep").exists()
+
+
+def test_run_with_report_shows_progress_and_writes_the_report(tmp_path):
+    raw = tiny_raw("gpt2")
+    raw["measure"] = {"warmup_steps": 2, "steps": 3}
+    out = harness("run", str(write_config(tmp_path, raw)), "--report", "--results-dir", str(tmp_path / "r"),
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "record written to" in out.stdout and "MFU" in out.stdout
+    assert f"report written to {tmp_path / 'r' / 'report' / 'report.html'}" in out.stdout
+    assert re.search(r"measured step 3 .* 5/5", out.stderr)  # the bar, on stderr, over 2 + 3 steps
+    assert "timing 2 warm-up + 3 measured steps" in out.stderr
+    assert (tmp_path / "r" / "report" / "report.html").stat().st_size > 10_000
+
+
+def test_a_multi_rank_run_shows_its_ranks(written):
+    _, _, records = written
+    r = records[0]
+    ranks = [{"rank": i, "warmup_times_s": r["warmup_times_s"], "step_times_s": [t * (1 + i) for t in r["step_times_s"]]}
+             for i in range(2)]
+    fig = report.step_time_figure({**r, "world_size": 2, "per_rank": ranks})
+    assert "x2 ·" in fig.title and "2 ranks" in fig.caption and fig.png.startswith(PNG_MAGIC)
