@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,13 @@ DEFAULT_CONFIG = data_path("default.yaml")  # packaged: found from any working d
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The keys that fix a model's architecture: what a preset gives and what its label compares.
+# `dropout` and `attention` are settings of a run, not dimensions: a preset's dropout fills them
+# only when nothing else does, and they never change a label.
+ARCHITECTURE = ("family", "layers", "decoder_layers", "hidden", "heads", "kv_heads", "head_dim",
+                "ffn", "vocab", "max_positions")
 
 
 class ModelSection(_Frozen):
@@ -65,6 +73,36 @@ class ModelSpec(_Frozen):
     max_positions: int | None
     dropout: float
     attention: Attention
+
+    @property
+    def label(self) -> str:
+        """What this model is called: the preset (``bert-base``), the preset and the dimensions that
+        differ from it (``bert-base (layers=2)``), or the family when there is no preset.
+
+        Derived, not stored, so it cannot disagree with the dimensions and leaves the config hash
+        and stored records as they were. Derived dimensions (head_dim = hidden / heads, kv_heads =
+        heads, T5's decoder_layers = layers) are named only where they differ from that derivation."""
+        if self.preset is None:
+            return self.family
+        changed = [f"{key}={value}" for key, value in self._changed_dimensions()]
+        return f"{self.preset} ({', '.join(changed)})" if changed else self.preset
+
+    @property
+    def slug(self) -> str:
+        """The label as a safe file-name token (letters, digits, ``. _ + -``): ``bert-base+layers2``."""
+        if self.preset is None:
+            return self.family
+        changed = "".join(f"+{key}{value}" for key, value in self._changed_dimensions())
+        return re.sub(r"[^A-Za-z0-9._+-]", "_", self.preset + changed)
+
+    def _changed_dimensions(self) -> list[tuple[str, Any]]:
+        published = PRESETS.get(self.preset)
+        if published is None:  # a preset this version does not know (an old record): nothing to compare
+            return []
+        derived = {"head_dim": self.hidden // self.heads, "kv_heads": self.heads,
+                   "decoder_layers": self.layers if self.family == "t5" else None}
+        return [(key, getattr(self, key)) for key in ARCHITECTURE
+                if getattr(self, key) != published.get(key, derived.get(key))]
 
 
 class TrainSpec(_Frozen):
@@ -237,10 +275,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of `raw` with each dotted ``key=value`` set."""
+    """Return a copy of `raw` with each dotted ``key=value`` set.
+
+    Setting ``model.preset`` (to a name) also drops the architecture keys (:data:`ARCHITECTURE`)
+    that `raw` gives: they were written for raw's own model or preset, not for the new one. Keys
+    set by the same overrides, before or after the preset, still override it; `dropout` and
+    `attention` are kept."""
     merged = json.loads(json.dumps(raw))  # deep copy of plain YAML data
-    for text in overrides:
-        path, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    if any(path == ["model", "preset"] and value is not None for path, value in parsed):
+        model = merged.get("model")
+        if isinstance(model, dict):
+            merged["model"] = {k: v for k, v in model.items() if k not in ARCHITECTURE}
+    for path, value in parsed:
         node = merged
         for i, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})
@@ -272,6 +319,10 @@ def load_spec(path: Path | None, overrides: list[str] | None = None) -> RunSpec:
     """Read CONFIG (or the packaged default.yaml), apply ``--set`` overrides, validate.
 
     A CONFIG that names no file but a preset (e.g. ``gpt2``) is read as ``model.preset``.
+    A preset gives its dimensions except those set beside it in the same place: a file's
+    ``preset: X`` with ``layers: 2`` is X with 2 layers; ``--set model.preset=X`` replaces the
+    file's dimensions, and other ``--set`` keys of the same command override X (see
+    :func:`apply_overrides`).
     """
     if path is not None and not Path(path).exists() and str(path) in PRESETS:
         raw: dict[str, Any] = {"model": {"preset": str(path)}}

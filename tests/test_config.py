@@ -94,3 +94,65 @@ def test_building_a_spec_imports_no_torch():
 def test_default_config_is_valid():
     spec = load_spec(None)
     assert spec.model.family == "gpt2" and spec.measure.steps > 0
+
+
+BERT_BASE = (12, 768, 12, 64, 3072, 30522, 512)  # layers, hidden, heads, head_dim, ffn, vocab, positions
+
+
+def _dims(model):
+    return (model.layers, model.hidden, model.heads, model.head_dim, model.ffn, model.vocab, model.max_positions)
+
+
+def test_a_preset_set_on_the_command_line_replaces_the_files_dimensions():
+    # the default config is a cut-down gpt2 with explicit dimensions, written for that model only
+    model = load_spec(None, ["model.preset=bert-base"]).model
+    assert model.family == "bert" and _dims(model) == BERT_BASE
+    assert model.label == "bert-base" and model.slug == "bert-base"
+    assert model.dropout == 0.0  # a run setting, not a dimension: the file's stays
+
+
+@pytest.mark.parametrize("overrides", [["model.preset=bert-base", "model.layers=2"],
+                                       ["model.layers=2", "model.preset=bert-base"]])
+def test_keys_set_beside_the_preset_in_the_same_command_override_it(overrides):
+    model = load_spec(None, overrides).model
+    assert _dims(model) == (2, *BERT_BASE[1:])
+    assert model.label == "bert-base (layers=2)" and model.slug == "bert-base+layers2"
+
+
+def test_a_file_with_a_preset_and_one_key_keeps_that_key(tmp_path):
+    config = tmp_path / "two-layers.yaml"
+    config.write_text("model: {preset: bert-base, layers: 2}\n")
+    model = load_spec(config).model
+    assert _dims(model) == (2, *BERT_BASE[1:]) and model.label == "bert-base (layers=2)"
+    # a --set of another key keeps the file's preset and its key
+    assert load_spec(config, ["model.hidden=384"]).model.label == "bert-base (layers=2, hidden=384)"
+
+
+def test_setting_a_preset_drops_only_the_architecture_keys():
+    raw = {"model": {"preset": "gpt2", "hidden": 256, "kv_heads": 4, "dropout": 0.0, "attention": "eager"}}
+    assert apply_overrides(raw, ["model.preset=bert-base"]) == {
+        "model": {"preset": "bert-base", "dropout": 0.0, "attention": "eager"}}
+    assert apply_overrides(raw, ["model.hidden=128"])["model"]["kv_heads"] == 4
+
+
+def test_labels_name_the_preset_its_changes_or_the_family():
+    assert build_spec(tiny_raw()).model.label == "gpt2"  # no preset: the family
+    t5 = build_spec({"model": {"preset": "t5-small", "layers": 2}}).model
+    assert t5.label == "t5-small (layers=2)"  # decoder_layers follows layers: not a change
+    assert build_spec({"model": {"preset": "t5-small", "layers": 2, "decoder_layers": 1}}).model.label \
+        == "t5-small (layers=2, decoder_layers=1)"
+    assert build_spec({"model": {"preset": "gpt2", "dropout": 0.0}}).model.label == "gpt2"
+    default = load_spec(None).model
+    assert default.label == "gpt2 (layers=2, hidden=256, heads=4, ffn=1024, vocab=8192)"
+
+
+def test_a_run_id_carries_the_label_as_a_safe_file_name():
+    import re
+    from datetime import datetime, timezone
+
+    from harness.measure.run import new_run_id
+
+    spec = load_spec(None, ["model.preset=bert-base", "model.layers=2"])
+    run_id = new_run_id(spec, datetime(2026, 12, 1, tzinfo=timezone.utc))
+    assert re.fullmatch(r"20261201T000000Z-bert-base\+layers2-[0-9a-f]{8}", run_id)
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", new_run_id(load_spec(None), datetime.now(timezone.utc)))

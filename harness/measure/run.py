@@ -40,7 +40,7 @@ def _stderr(message: str) -> None:
 
 
 def new_run_id(spec: RunSpec, now: datetime) -> str:
-    name = spec.model.preset or spec.model.family
+    name = spec.model.slug  # the label as a file name: bert-base+layers2
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{name}-{uuid.uuid4().hex[:8]}"
 
 
