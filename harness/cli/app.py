@@ -291,6 +291,8 @@ def _count_table(report) -> None:
                   f"{report.batch_size} x seq {report.seq_len} x accum {report.grad_accum}")
     console.print(f"conventions: FLOP = {conv['flop']}; causal halving "
                   f"{'on' if conv['causal_halving'] else 'off'}; recomputation not counted")
+    console.print(f"counted per optimizer step: forward {report.forward_flops:,} · "
+                  f"forward + backward {report.train_flops:,}")
     table = Table(title="FLOPs per optimizer step, reconciled", show_lines=False)
     for col in ("figure", "FLOPs", "vs primary", "reason (named gaps to the primary)", "unexplained"):
         table.add_column(col, justify="left" if col == "figure" or col.startswith("reason") else "right")

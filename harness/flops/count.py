@@ -138,6 +138,8 @@ class FlopCount:
     `by_op` maps op name → FLOPs; `by_module` maps module path → FLOPs (torch's ModuleTracker,
     "Global" is the total); `uncounted_ops` maps op name → calls for ops with no formula
     (elementwise, norms, softmax, optimizer arithmetic: real work that this count leaves out).
+    `forward_total` is the forward's share of `total`, read off the counter before the backward
+    ran (= `total` when `includes_backward` is False; None when not known).
     """
 
     total: int
@@ -147,13 +149,15 @@ class FlopCount:
     by_module: Mapping[str, int] = field(default_factory=dict)
     uncounted_ops: Mapping[str, int] = field(default_factory=dict)
     convention: str = CONVENTION
+    forward_total: int | None = None
 
     def scaled(self, factor: int) -> "FlopCount":
         """This count repeated `factor` times (e.g. gradient-accumulation micro-batches)."""
         return FlopCount(self.total * factor, self.kind, self.includes_backward,
                          {k: v * factor for k, v in self.by_op.items()},
                          {k: v * factor for k, v in self.by_module.items()},
-                         {k: v * factor for k, v in self.uncounted_ops.items()}, self.convention)
+                         {k: v * factor for k, v in self.uncounted_ops.items()}, self.convention,
+                         None if self.forward_total is None else self.forward_total * factor)
 
 
 def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: CountKind = "model",
@@ -170,6 +174,7 @@ def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: Co
     with counter, census:
         with autocast or contextlib.nullcontext():
             loss = model(**batch).loss
+        forward_total = counter.get_total_flops()
         if backward:
             loss.backward()
     if backward:
@@ -184,7 +189,7 @@ def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: Co
         total=counter.get_total_flops(), kind=kind, includes_backward=backward,
         by_op={str(op): n for op, n in counts.get("Global", {}).items()},
         by_module={mod: sum(ops.values()) for mod, ops in counts.items()},
-        uncounted_ops=dict(sorted(missing.items())),
+        uncounted_ops=dict(sorted(missing.items())), forward_total=forward_total,
     )
 
 

@@ -49,6 +49,10 @@ class CountReport:
     conventions: dict[str, Any]
     primary_flops: int
     figures: list[Figure]
+    # Both counted, whatever the mode: the forward alone and forward + backward, per optimizer
+    # step (causal halving applied when asked). One of them is primary_flops.
+    forward_flops: int
+    train_flops: int
     by_module: dict[str, int]       # module path → FLOPs, to the chosen depth
     by_operator: dict[str, int]
     uncounted_ops: dict[str, int]   # op → calls: arithmetic with no formula (not counted, not zero)
@@ -86,7 +90,8 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
               fvcore_count=None) -> CountReport:
     """Count `spec` with torch's counter on a fake replica and set the other figures beside it.
     `fvcore_count` (a harness.flops.fvcount.FvcoreCount of one micro-batch's forward, or None) joins
-    the table with the ops it could not count.
+    the table with the ops it could not count. Whatever the mode, the report carries both the
+    forward's and the training step's (forward + backward) count: `forward_flops`, `train_flops`.
 
     Every gap between a figure and the primary is split into named terms, each computed on its
     own from the shape: attention matmuls, the tied LM head (not in N), parameters N counts
@@ -99,6 +104,15 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
     attention = passes * attention_score_flops(shape)
     halved = passes * causal_attention_forward(spec, shape) // 2 if causal_halving else 0
     primary = count.total - halved
+    # the other mode's figure, so that one call reports both: in train mode the forward's share
+    # was read off the counter before the backward; in forward mode the backward is counted too
+    forward_halved = causal_attention_forward(spec, shape) // 2 if causal_halving else 0
+    if train:
+        forward_flops, train_flops = count.forward_total - forward_halved, primary
+    else:
+        train_total = count_model_flops(spec, backward=True)[0].total
+        forward_flops = primary
+        train_flops = train_total - (3 * causal_attention_forward(spec, shape) // 2 if causal_halving else 0)
     tied = spec.model.family != "llama"
     head = passes * lm_head_forward(shape) if tied else 0
     non_matmul = -passes * non_matmul_forward(shape)
@@ -157,7 +171,7 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
         conventions={"flop": "2*MAC", "causal_halving": causal_halving,
                      "recomputation_counted": False, "includes_backward": train,
                      "causal_halving_amount": halved},
-        primary_flops=primary, figures=figures,
+        primary_flops=primary, figures=figures, forward_flops=forward_flops, train_flops=train_flops,
         by_module=dict(sorted(modules.items(), key=lambda kv: -kv[1])),
         by_operator=dict(sorted(count.by_op.items(), key=lambda kv: -kv[1])),
         uncounted_ops=arithmetic, data_movement_ops=movement,

@@ -126,3 +126,16 @@ def test_sigterm_during_the_timed_steps_leaves_no_record(tmp_path):
     results = tmp_path / "results"
     assert not results.exists() or not any(results.rglob("*.json"))
     assert not (results / "harness.db").exists()
+
+
+@pytest.mark.parametrize("mode", ["train", "forward"])
+def test_count_json_carries_forward_and_train_flops_in_one_call(capsys, mode):
+    from harness.cli import main
+
+    # nanoGPT's transformer_sizing anchor (README): GPT-2 124M at batch 1 x seq 1024
+    assert main(["count", "gpt2", "--batch", "1", "--seq", "1024", "--mode", mode, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["forward_flops"] == 291_648_307_200
+    assert data["train_flops"] == 874_944_921_600 == 3 * data["forward_flops"]
+    assert data["primary_flops"] == data["train_flops" if mode == "train" else "forward_flops"]
+    assert {"figures", "by_module", "conventions", "params"} <= set(data)  # today's keys stay

@@ -45,6 +45,9 @@ def test_causal_halving_removes_half_the_attention_matmuls():
     off, on = reconcile(gpt2()), reconcile(gpt2(), causal_halving=True)
     attention_train = 3 * 12 * 4 * 1024 * 1024 * 768  # 3 passes x L x 4·T·T·d_attn
     assert off.primary_flops - on.primary_flops == attention_train // 2
+    assert (on.forward_flops, on.train_flops) == (on.primary_flops // 3, on.primary_flops)
+    forward_on = reconcile(gpt2(), mode="forward", causal_halving=True)
+    assert (forward_on.forward_flops, forward_on.train_flops) == (on.forward_flops, on.train_flops)
     bert = build_spec({"model": {"preset": "bert-base"}, "train": {"seq_len": 128}})
     assert reconcile(bert, causal_halving=True).conventions["causal_halving_amount"] == 0
 
