@@ -1,5 +1,8 @@
 """Hardware vocabulary: GPU names, math modes and dense datasheet peaks (no 2:4 sparsity).
 
+GPU names: `normalise_gpu` turns a catalog's name into a model name ("A100-80GB"), `gpu_key`
+any name (catalog, datasheet row, CUDA device) into the model family they share ("A100").
+
 Pure data and string matching: no torch import. The measured matmul peak is
 `harness.measure.peak`.
 
@@ -13,6 +16,52 @@ import re
 from dataclasses import dataclass
 
 TERA = 1e12
+
+# First match wins, on the upper-cased name with "NVIDIA"/"Tesla" removed. Form factors (SXM,
+# PCIe, NVL) are not distinguished: catalogs rarely say. Memory variants are: "A100-80GB" when the
+# name says 80 GB or the card has >= 60 GiB, "V100-32GB" when it says 32 GB or has >= 24 GiB.
+_GPU_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"GH200", "GH200"),
+    (r"GB200", "GB200"),
+    (r"B200", "B200"),
+    (r"H100.*MEGA", "H100-MEGA"),
+    (r"H100", "H100"),
+    (r"H200", "H200"),
+    (r"A100", "A100"),
+    (r"V100", "V100"),
+    (r"A10G", "A10G"),
+    (r"(?<![A-Z0-9])A10(?![0-9G])", "A10"),
+    (r"L40S", "L40S"),
+    (r"(?<![A-Z0-9])L40(?![0-9S])", "L40"),
+    (r"(?<![A-Z0-9])L4(?![0-9])", "L4"),
+    (r"(?<![A-Z0-9])T4G?(?![0-9])", "T4"),   # T4g (AWS g5g) is the same T4 on an Arm host
+)
+
+
+def normalise_gpu(name: str, memory_gib: float | None = None) -> str:
+    """A catalog's GPU name as one canonical model name: "H100", "H100-MEGA", "H200", "B200",
+    "A100", "A100-80GB", "V100", "V100-32GB", "A10G", "A10", "L40S", "L40", "L4", "T4", ...
+
+    Names outside the table are upper-cased with spaces and underscores turned into "-"
+    (e.g. "RTX6000", "MI300X"). `memory_gib` (per GPU) splits A100/A100-80GB and V100/V100-32GB
+    when the name does not."""
+    raw = re.sub(r"\b(NVIDIA|TESLA)\b", " ", name.upper()).strip()
+    for pattern, model in _GPU_PATTERNS:
+        if re.search(pattern, raw):
+            if model == "A100" and (re.search(r"80\s*GB?", raw) or (memory_gib or 0) >= 60):
+                return "A100-80GB"
+            if model == "V100" and (re.search(r"32\s*GB?", raw) or (memory_gib or 0) >= 24):
+                return "V100-32GB"
+            return model
+    return re.sub(r"[\s_]+", "-", raw)
+
+
+def gpu_key(name: str) -> str:
+    """The GPU model family a price row and a datasheet row share: "H100 SXM", "H100",
+    "NVIDIA H100 80GB HBM3" → "H100"; "A100-80GB" → "A100". Memory sizes and form factors are
+    priced together."""
+    match = re.search(r"\b([A-Z]+\d+[A-Z]?)\b", name.upper().replace("-", " "))
+    return match.group(1) if match else name.upper()
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ import httpx
 import pytest
 
 from harness.cost import prices
+from harness.cost.prices import (GPU_ONLY_SUFFIX, Offer, PriceFetchError, azure, check_url, client, fetch,
+                                 filter_offers, load_prices, load_snapshot, parse_azure_page, parse_skypilot_csv,
+                                 update, write_cache)
 from harness.errors import ConfigError
-from harness.cost.prices import (GPU_ONLY_SUFFIX, Offer, PriceFetchError, check_url, fetch, filter_offers,
-                            load_prices, load_snapshot, normalise_gpu, parse_azure_page,
-                            parse_skypilot_csv, update, write_cache)
+from harness.hardware import normalise_gpu
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -171,7 +172,7 @@ def server():
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(prices, "_RETRY_BACKOFF_S", (0.0, 0.0))
+    monkeypatch.setattr(client, "_RETRY_BACKOFF_S", (0.0, 0.0))
 
 
 def by_key(offers):
@@ -179,7 +180,7 @@ def by_key(offers):
 
 
 # ------------------------------------------------------------------------------------------
-# URL policy, GPU names
+# URL policy
 
 
 @pytest.mark.parametrize("url", ["https://raw.githubusercontent.com/x", "https://prices.azure.com/api/retail/prices",
@@ -196,18 +197,6 @@ def test_rejected_urls(url):
     with pytest.raises(ConfigError) as err:
         check_url(url)
     assert err.value.field == "--url"
-
-
-@pytest.mark.parametrize("name,memory_gib,expected", [
-    ("H100", None, "H100"), ("H100-MEGA", None, "H100-MEGA"), ("H100 NVL", None, "H100"),
-    ("A100", None, "A100"), ("A100", 80.0, "A100-80GB"), ("A100-80GB", None, "A100-80GB"),
-    ("NVIDIA A100-SXM4-80GB", None, "A100-80GB"), ("V100", 16.0, "V100"), ("Tesla V100-SXM2-32GB", None, "V100-32GB"),
-    ("A10G", None, "A10G"), ("A10", None, "A10"), ("L4", None, "L4"), ("L40S", None, "L40S"), ("L40", None, "L40"),
-    ("T4", None, "T4"), ("T4g", None, "T4"), ("H200", None, "H200"), ("B200", None, "B200"), ("GH200", None, "GH200"),
-    ("RTX6000", None, "RTX6000"), ("Radeon MI25", None, "RADEON-MI25"),
-])
-def test_normalise_gpu(name, memory_gib, expected):
-    assert normalise_gpu(name, memory_gib) == expected
 
 
 # ------------------------------------------------------------------------------------------
@@ -376,7 +365,7 @@ def test_fetch_azure_refuses_bad_next_link_and_loops(server, monkeypatch):
     url = server.add("/azure", dict(page1, NextPageLink="http://example.com/next"))
     with pytest.raises(PriceFetchError, match="NextPageLink not followed"):
         fetch("azure-retail", url, now=NOW)
-    monkeypatch.setattr(prices, "MAX_AZURE_PAGES", 3)
+    monkeypatch.setattr(azure, "MAX_PAGES", 3)
     url = server.add("/loop", dict(page1, NextPageLink=server.base + "/loop"))
     with pytest.raises(PriceFetchError, match="more than 3 pages"):
         fetch("azure-retail", url, now=NOW)
