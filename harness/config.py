@@ -332,3 +332,19 @@ def load_spec(path: Path | None, overrides: list[str] | None = None) -> RunSpec:
         raise ConfigError("config", "top level must be a mapping with sections "
                           "model, train, measure, device")
     return build_spec(apply_overrides(raw, overrides or []))
+
+
+def with_changes(spec: RunSpec, changes: dict[str, Any]) -> RunSpec:
+    """`spec` with dotted fields changed (``{"train.grad_accum": 1}``), validated again like a
+    config: the one way to derive a spec from another (``model_copy(update=...)`` skips
+    validation and would accept ``seq_len=99999``)."""
+    raw = spec.model_dump(mode="json")
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(dotted, "unknown field")
+        node[leaf] = value
+    return build_spec(raw)

@@ -23,3 +23,39 @@ def tiny_spec():
         return build_spec(raw)
 
     return make
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def fixture_json(name: str = "record_v1.json") -> dict:
+    """A record's JSON form as harness wrote it before records were typed (schema_version 1):
+    tests/fixtures/record_v1.json is a real tiny GPT-2 run on a CPU, record_v1_depth_sliced.json
+    a depth-sliced record; both written by the code of commit 801fb7f."""
+    import json
+
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def make_record(changes: dict | None = None, *, base: str = "record_v1.json"):
+    """A valid RunRecord: the committed fixture, migrated, with dotted `changes` applied
+    (``{"run_id": "a", "device.name": "NVIDIA H100 80GB HBM3", "flops.model.by_op": {...}}``);
+    a value of ``DELETE`` removes the key. Validated like any stored record."""
+    from harness.results.record import RunRecord, migrate
+
+    data = migrate(fixture_json(base))
+    for dotted, value in (changes or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        if value is DELETE:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return RunRecord.from_json(data, "test record")
+
+
+DELETE = object()

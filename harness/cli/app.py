@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 import sys
 from pathlib import Path
@@ -43,9 +42,7 @@ def _summary(record, json_path: Path) -> None:
     from rich.table import Table
 
     r = record
-    model = r.model
-    title = (f"{model['preset'] or model['family']} · {r.params / 1e6:.2f}M params · "
-             f"{r.device['type']} ({r.device['name']}) · {r.dtype}")
+    title = f"{r.model_label} · {r.params / 1e6:.2f}M params · {r.device.type} ({r.device.name}) · {r.dtype}"
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -54,27 +51,25 @@ def _summary(record, json_path: Path) -> None:
         ("batch x seq x accum", f"{r.batch_size} x {r.seq_len} x {r.grad_accum}", "config"),
         ("median step", f"{r.median_step_s * 1e3:.2f} ms (IQR {r.iqr_step_s * 1e3:.2f} ms, CV {r.cv_step:.1%})",
          f"measured, {len(r.step_times_s)} steps") if r.depth_extrapolation is None else
-        ("step (predicted)", f"{r.median_step_s * 1e3:.2f} ms (fit residual {r.depth_extrapolation['residual']:.1%})",
-         f"depth slices {', '.join(str(x['layers']) for x in r.depth_extrapolation['slices'])}"),
+        ("step (predicted)", f"{r.median_step_s * 1e3:.2f} ms (fit residual {r.depth_extrapolation.residual:.1%})",
+         f"depth slices {', '.join(str(x.layers) for x in r.depth_extrapolation.slices)}"),
         ("throughput", f"{r.tokens_per_s:,.0f} tokens/s · {r.samples_per_s:,.2f} samples/s", "measured"),
         ("model FLOPs / step", _si(r.model_flops_per_step, "FLOP"), "counted (2*MAC)"),
         ("hardware FLOPs / step", _si(r.hardware_flops_per_step, "FLOP"), "counted, recompute incl."),
-        ("6N / PaLM FLOPs / step", f"{_si(r.flops['analytic']['six_n_per_step'], 'FLOP')} / "
-         f"{_si(r.flops['analytic']['palm_per_step'], 'FLOP')}", "analytic"),
+        ("6N / PaLM FLOPs / step", f"{_si(r.flops.analytic.six_n_per_step, 'FLOP')} / "
+         f"{_si(r.flops.analytic.palm_per_step, 'FLOP')}", "analytic"),
         ("achieved", _si(r.achieved_flops_per_s, "FLOP/s"), "model FLOPs / measured time"),
         ("peak (measured matmul)", _si(r.peak_flops_measured, "FLOP/s"), "measured"),
-        ("peak (datasheet)", _si(r.peak_flops_datasheet, "FLOP/s"), r.peaks["datasheet"]["gpu"] or "none for this device"),
+        ("peak (datasheet)", _si(r.peak_flops_datasheet, "FLOP/s"), r.peaks.datasheet.gpu or "none for this device"),
         ("MFU vs measured / datasheet", f"{_pct(r.mfu_measured)} / {_pct(r.mfu_datasheet)}", "derived"),
         ("HFU vs measured / datasheet", f"{_pct(r.hfu_measured)} / {_pct(r.hfu_datasheet)}", "derived"),
         ("peak memory", _si(r.peak_memory_bytes, "B"), r.peak_memory_method),
     ]
-    energy = getattr(r, "energy", None)
-    if isinstance(energy, dict) and energy.get("joules_per_step") is not None:
-        methods = ", ".join(f"{k} {v}" for k, v in (energy.get("methods") or {}).items())
-        rows.append(("energy / step", f"{energy['joules_per_step']:.3g} J", methods or "record"))
-    world_size = getattr(r, "world_size", 1) or 1
-    if world_size > 1:
-        rows.append(("world size", f"{world_size} ranks", "FLOPs, tokens and MFU are for all of them"))
+    if r.energy is not None:
+        methods = ", ".join(f"{k} {v}" for k, v in r.energy.methods.items())
+        rows.append(("energy / step", f"{r.energy.joules_per_step:.3g} J", methods or "record"))
+    if r.world_size > 1:
+        rows.append(("world size", f"{r.world_size} ranks", "FLOPs, tokens and MFU are for all of them"))
     if r.depth_extrapolation is not None:  # nothing here was timed at full depth
         rows = [(q, v, "predicted from depth slices" if src.startswith(("measured", "model FLOPs / measured"))
                  else src) for q, v, src in rows]
@@ -85,8 +80,6 @@ def _summary(record, json_path: Path) -> None:
     for warning in r.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     console.print(f"record written to {json_path}")
-
-
 
 
 class _StepProgress:
@@ -182,7 +175,7 @@ def run(
         if record.world_size > 1:
             from harness.results.store import load_records
 
-            record = dataclasses.replace(record, scaling=_scaling_of(record.to_dict(), load_records(root)))
+            record = record.evolve(scaling=_scaling_of(record, load_records(root)))
         json_path = save(record, root)
     except KeyboardInterrupt:
         raise Interrupted from None
@@ -205,7 +198,6 @@ def _show(record, json_path: Path, root: Path, *, as_json: bool, report: bool) -
 def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, report: bool) -> None:
     """Measure the slices (each in a fresh process), store them, then store the full-depth record
     predicted from them."""
-    from harness.results.record import RunRecord
     from harness.measure.slices import check_repeats, check_slices, depth_sliced_record, measure_slices, parse_slices
     from harness.results.store import save, save_many
 
@@ -215,7 +207,7 @@ def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, repo
     try:
         results = measure_slices(spec, slices, repeats=repeats, log=lambda m: print(m, file=sys.stderr, flush=True))
         save_many([run for r in results for run in r.runs], root)
-        record = RunRecord(**depth_sliced_record(spec, results))
+        record = depth_sliced_record(spec, results)
         json_path = save(record, root)
     except KeyboardInterrupt:
         raise Interrupted from None
@@ -234,42 +226,32 @@ def _world_sizes(text: str) -> list[int]:
     return sorted(set(sizes))
 
 
-def _scaling_of(record: dict, records: list) -> dict:
+def _scaling_of(record, records: list):
     """Weak-scaling efficiency of a multi-device record against a stored single-device run of the
     same model, dtype, device and per-device batch: T(1)·N / T(N) in tokens/s."""
     from harness.cost.estimate import measured_scaling
+    from harness.results.record import Scaling
 
-    n = record["world_size"]
-    found = measured_scaling(record, [*records, record], n)
+    found = measured_scaling(record, [*records, record], record.world_size)
     if found is None:
-        return {"efficiency": None, "world_size": n,
-                "reason": "no single-device run of this config is stored; measure one (--scaling 1,N)"}
-    return {"efficiency": found[0], "world_size": n, "source": found[1],
-            "definition": "weak scaling: tokens/s(N) / (N x tokens/s(1)), same per-device batch"}
+        return Scaling(world_size=record.world_size,
+                       reason="no single-device run of this config is stored; measure one (--scaling 1,N)")
+    return Scaling(efficiency=found.value, world_size=record.world_size, source=found.source,
+                   definition="weak scaling: tokens/s(N) / (N x tokens/s(1)), same per-device batch")
 
 
 def _scaling(sizes: list[int], forward: list[str], as_json: bool, **launch_kwargs) -> None:
     """Measure the same per-device batch at each world size in turn, then print the efficiencies."""
-    import subprocess
-
-    from harness.measure.distributed import launch
+    from harness.measure.launch import child_record
 
     rows = []
     for n in sizes:
         print(f"harness: scaling: measuring world size {n}", file=sys.stderr, flush=True)
-        if n == 1:
-            done = subprocess.run([sys.executable, "-m", "harness", *forward, "--json"], stdout=subprocess.PIPE,
-                                  text=True)
-            if done.returncode != 0:
-                raise Interrupted if done.returncode == EXIT_INTERRUPTED else HarnessError("world size 1 failed")
-            out = done.stdout
-        else:
-            out = launch([*forward, "--json"], nproc=n, **launch_kwargs)
-        rows.append(json.loads(out))
-    base = rows[0]["tokens_per_s"]
-    table = [{"world_size": r["world_size"], "run_id": r["run_id"], "tokens_per_s": r["tokens_per_s"],
-              "per_device_tokens_per_s": r["per_device_tokens_per_s"],
-              "efficiency": r["tokens_per_s"] / (r["world_size"] * base)} for r in rows]
+        rows.append(child_record(forward, nproc=n, **(launch_kwargs if n > 1 else {})))
+    base = rows[0].tokens_per_s
+    table = [{"world_size": r.world_size, "run_id": r.run_id, "tokens_per_s": r.tokens_per_s,
+              "per_device_tokens_per_s": r.per_device_tokens_per_s,
+              "efficiency": r.tokens_per_s / (r.world_size * base)} for r in rows]
     if as_json:
         _print_json({"definition": "weak scaling: tokens/s(N) / (N x tokens/s(1)), same per-device batch",
                      "points": table})

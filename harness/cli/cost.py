@@ -132,7 +132,9 @@ def estimate(
     """Extrapolate a measured run to a whole training job and price it per cloud offer."""
     from harness.errors import ConfigError
     from harness.cost.calibrate import read_calibration
-    from harness.cost.estimate import estimate as extrapolate
+    from dataclasses import replace
+
+    from harness.cost.estimate import EstimateOptions, estimate as extrapolate, project_offers
     from harness.cost.plans import load_corpus, load_plan, one_epoch
     from harness.cost.prices import load_prices
     from harness.results.store import find_record, load_records
@@ -157,26 +159,20 @@ def estimate(
     urls = _url_overrides(sources, url)
     record = find_record(root, run)
     prices = load_prices(sources, cache_dir=_cache_dir(root), urls=urls, offline=offline)
-    project = gpu is None and record["device"].get("type") != "cuda"  # no offers apply: project to each GPU
+    project = gpu is None and record.device.type != "cuda"  # no offers apply: project to each GPU
+    options = EstimateOptions.build(
+        devices=devices, gpu=gpu, dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
+        fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
+        carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh)
     calibration = read_calibration(root)
     stored = load_records(root)
-    result = extrapolate(record, the_plan, the_corpus, offers=prices.offers, records=stored,
-                         calibration=calibration,
-                         devices=devices, gpu=gpu, dtype=None if project else dtype, utilization=utilization,
-                         scaling_efficiency=scaling_efficiency, fully_loaded_multiplier=fully_loaded,
-                         price_warnings=prices.warnings, pue=pue, carbon_region=carbon_region,
-                         carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh)
+    result = extrapolate(record, the_plan, the_corpus, options.changed(dtype=None) if project else options,
+                         offers=prices.offers, records=stored, calibration=calibration,
+                         price_warnings=prices.warnings)
     if project:
-        from dataclasses import replace
-
-        from harness.cost.estimate import project_offers
-
-        result = replace(result, projections=project_offers(
-            record, the_plan, the_corpus, offers=prices.offers, records=stored, devices=devices,
-            calibration=calibration,
-            dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
-            fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
-            carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh))
+        result = replace(result, projections=project_offers(record, the_plan, the_corpus, options,
+                                                            offers=prices.offers, records=stored,
+                                                            calibration=calibration))
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -187,8 +183,10 @@ def _estimate_table(e) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from harness.config import ModelSpec
+
     console = Console(width=max(120, Console().width))
-    model = e.model.get("preset") or e.model.get("family")
+    model = ModelSpec.model_validate(e.model).label
     corpus = f" on {e.corpus['name']} ({e.corpus['tokens']:.3g} tokens/epoch)" if e.corpus else ""
     console.print(f"[bold]{model}[/bold] ({e.params / 1e6:,.2f}M params, {e.dtype}), plan {e.plan['name']}{corpus}; "
                   f"from run {e.run_id}", soft_wrap=True)

@@ -74,7 +74,7 @@ def results_show(
     """Print one stored record (the full JSON)."""
     from harness.results.api import get
 
-    _print_json(get(run_id, _results_dir(results_dir)))
+    _print_json(get(run_id, _results_dir(results_dir)).to_dict())
 
 
 @results_app.command("export")
@@ -113,9 +113,9 @@ def results_import(
 def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], results_dir: Path,
                  corpus: Optional[str] = None, plan: Optional[str] = None, gpu: Optional[str] = None,
                  dtype: Optional[str] = None):
-    """Select the runs, build the report and write it; returns harness.report.document.Written."""
+    """Select the runs, build the report and write it; returns harness.report.Written."""
     from harness.errors import ConfigError
-    from harness.report.document import Options, build, write
+    from harness.report import Options, build, write
     from harness.results.store import find_record, load_records
 
     if all_runs and run_ids:
@@ -134,7 +134,7 @@ def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], res
                 record = find_record(results_dir, run_id)
             except ConfigError as err:
                 raise ConfigError("RUN_ID", err.message) from None
-            if record["run_id"] not in {r["run_id"] for r in chosen}:
+            if record.run_id not in {r.run_id for r in chosen}:
                 chosen.append(record)
     options = Options(**{k: v for k, v in (("corpus", corpus), ("plan", plan), ("gpu", gpu), ("dtype", dtype))
                          if v is not None})

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.errors import ConfigError
+from harness.results.record import RunRecord
 
 CALIBRATION_FILE = "calibration.json"
 FEATURES = ("ln_hidden", "ln_tokens_per_step", "ln_seq_len")
@@ -89,36 +90,31 @@ def fit_mfu(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return best[1]
 
 
-def _mfu(record: dict[str, Any]) -> tuple[float, str] | None:
-    if record.get("mfu_datasheet") is not None:
-        return record["mfu_datasheet"], "datasheet"
-    if record.get("mfu_measured") is not None:
-        return record["mfu_measured"], "measured peak"
-    return None
+def _mfu(record: RunRecord) -> tuple[float, str]:
+    """MFU against the datasheet peak where there is one, else against the measured peak."""
+    if record.mfu_datasheet is not None:
+        return record.mfu_datasheet, "datasheet"
+    return record.mfu_measured, "measured peak"
 
 
-def calibrate(records: Sequence[dict[str, Any]], *, device: str | None = None) -> list[CalibrationFit]:
+def calibrate(records: Sequence[RunRecord], *, device: str | None = None) -> list[CalibrationFit]:
     """Fit every (device, dtype) group of `records` with at least MIN_RUNS runs; `device`
     keeps only devices whose name or datasheet row contains it (case-insensitive)."""
     from harness.hardware import datasheet_row
 
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
     for r in records:
-        mfu = _mfu(r)
-        if mfu is None or r.get("depth_extrapolation"):  # predicted runs do not calibrate
+        if r.depth_extrapolation:  # predicted runs do not calibrate
             continue
-        name = r["device"].get("name") or r["device"].get("type")
-        groups.setdefault((name, r["dtype"], mfu[1]), []).append(r)
+        groups.setdefault((r.device.name or r.device.type, r.dtype, _mfu(r)[1]), []).append(r)
     fits = []
     for (name, dtype, basis), rows in sorted(groups.items()):
-        row = datasheet_row(name) if rows[0]["device"].get("type") == "cuda" else None
+        row = datasheet_row(name) if rows[0].device.type == "cuda" else None
         if device is not None and device.lower() not in f"{name} {row.gpu if row else ''}".lower():
             continue
         if len(rows) < MIN_RUNS:
             continue
-        world = [r.get("world_size", 1) for r in rows]
-        x = np.array([list(_features(r["model"]["hidden"], r["tokens_per_step"] / w, r["seq_len"]).values())
-                      for r, w in zip(rows, world)])
+        x = np.array([list(_features(r.model.hidden, r.tokens_per_device_step, r.seq_len).values()) for r in rows])
         y = np.array([_mfu(r)[0] for r in rows])
         coef = fit_mfu(x, y)
         pred = np.array([_predict(coef, xi) for xi in x])
@@ -131,12 +127,12 @@ def calibrate(records: Sequence[dict[str, Any]], *, device: str | None = None) -
                 c = fit_mfu(x[keep], y[keep])
                 errors.append(_predict(c, x[i]) - y[i])
             loo = float(np.sqrt(np.mean(np.square(errors))))
-        tokens = [r["tokens_per_step"] / w for r, w in zip(rows, world)]
-        ranges = {"hidden": [min(r["model"]["hidden"] for r in rows), max(r["model"]["hidden"] for r in rows)],
+        tokens = [r.tokens_per_device_step for r in rows]
+        ranges = {"hidden": [min(r.model.hidden for r in rows), max(r.model.hidden for r in rows)],
                   "tokens_per_step": [min(tokens), max(tokens)],
-                  "seq_len": [min(r["seq_len"] for r in rows), max(r["seq_len"] for r in rows)]}
+                  "seq_len": [min(r.seq_len for r in rows), max(r.seq_len for r in rows)]}
         fits.append(CalibrationFit(name, row.gpu if row else None, dtype, basis, len(rows), coef, rmse, loo,
-                                   ranges, [r["run_id"] for r in rows]))
+                                   ranges, [r.run_id for r in rows]))
     return fits
 
 

@@ -1,35 +1,44 @@
 """Estimate: a measured run extrapolated to a whole training job, priced per cloud offer.
 
-Data flow: a stored run record + a corpus + a plan (+ price offers) → an :class:`Estimate`.
+Data flow: a stored :class:`~harness.results.record.RunRecord` + a corpus + a plan + options
+(+ price offers) → an :class:`Estimate`. Every input that can come from several places (rate,
+utilization, peak, scaling efficiency, energy, price) is a :class:`Sourced` value: its number
+and where it came from.
 
 * Tokens per phase come from the plan (steps × batch × length, tokens, or epochs × corpus).
 * FLOPs per token are counted (torch's counter on a fake replica) at each phase's length, so
   attention's growth with length is in the total; the measured run's own length is counted too.
 * Time: on the measured hardware, each phase runs at the achieved FLOP/s of a stored run at that
   length when one exists (same model, device, dtype), otherwise at the measured run's achieved
-  FLOP/s (stated as scaled). On hardware that was not measured (`gpu=`): datasheet peak ×
-  a utilization taken, in order, from stored runs on that hardware model, from the user, or
-  from a labelled default.
+  FLOP/s (stated as scaled). On hardware that was not measured (`gpu`): datasheet peak ×
+  a utilization taken, in order, from stored runs on that hardware model, from the calibration,
+  from the user, or from a labelled default.
 * N devices: device-hours = one-device time / scaling efficiency; wall time = device-hours / N.
-  The efficiency is the user's, or 1.0 labelled as an assumption (no multi-device record).
+  The efficiency is measured (stored multi-device runs), the user's, or 1.0 labelled as an
+  assumption.
 * Cost per offer = device-hours × the offer's price per GPU-hour (pro rata; whole instances cost
   more when N is not a multiple of the GPUs per instance). Fully loaded = × a multiplier,
   default 20: AI21's "two configurations and ten runs per configuration".
+
+Errors name the options' fields (`estimate.devices`); the CLI turns them into its flags.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
-import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.data import data_path
 from harness.errors import ConfigError
+from harness.hardware import DATASHEET, DatasheetRow, datasheet_by_name, datasheet_row, gpu_key, math_mode
 from harness.cost.plans import Corpus, Plan
+from harness.results.record import RunRecord
 
 DEFAULT_PUE = 1.58  # 2018 industry average, as Strubell et al. 2019 used
 DEFAULT_CARBON_REGION = "us-average-strubell"
@@ -38,6 +47,49 @@ CARBON_TABLE = data_path("carbon", "intensity.csv")
 DEFAULT_UTILIZATION = 0.30  # nanoGPT's assumed MFU for its 6ND projection (REFERENCE §3)
 DEFAULT_UTILIZATION_SOURCE = "assumed default 30% MFU (nanoGPT's projection; no measured run on this hardware)"
 FULLY_LOADED_MULTIPLIER = 20  # AI21 (Sharir et al. 2020): 2 configurations x 10 runs
+
+
+# ---- values ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sourced:
+    """A number and where it came from: measured, datasheet, calibrated, user-given or assumed;
+    `error` is its ± (absolute), 0 when not known to vary."""
+
+    value: float
+    source: str
+    error: float = 0.0
+
+
+class EstimateOptions(BaseModel):
+    """What the user chose for an estimate; None means "decide from the records, else default"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    devices: int = Field(1, ge=1)
+    gpu: str | None = None                # project to this GPU (datasheet peak x utilization)
+    dtype: Literal["fp32", "tf32", "bf16", "fp16"] | None = None
+    utilization: float | None = Field(None, gt=0.0, le=1.0)
+    scaling_efficiency: float | None = Field(None, gt=0.0, le=1.0)
+    fully_loaded_multiplier: float = Field(FULLY_LOADED_MULTIPLIER, ge=1.0)
+    pue: float = Field(DEFAULT_PUE, ge=1.0)
+    carbon_region: str | None = None
+    carbon_intensity_kg_per_kwh: float | None = Field(None, ge=0.0)
+    usd_per_kwh: float | None = Field(None, ge=0.0)
+
+    @classmethod
+    def build(cls, **values: Any) -> "EstimateOptions":
+        """Validated options; ConfigError naming `estimate.<field>` and what is allowed."""
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            first = err.errors()[0]
+            name = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"estimate.{name}", f"{first['msg']} (got {first.get('input')!r})") from None
+
+    def changed(self, **changes: Any) -> "EstimateOptions":
+        """These options with `changes`, validated again."""
+        return EstimateOptions.build(**{**self.model_dump(), **changes})
 
 
 @dataclass(frozen=True)
@@ -110,13 +162,7 @@ class Estimate:
         return asdict(self)
 
 
-def gpu_key(name: str) -> str:
-    """The GPU model family a price row and a datasheet row share: "H100 SXM", "H100",
-    "NVIDIA H100 80GB HBM3" → "H100"; "A100-80GB" → "A100". Memory sizes and form factors are
-    priced together."""
-    match = re.search(r"\b([A-Z]+\d+[A-Z]?)\b", name.upper().replace("-", " "))
-    return match.group(1) if match else name.upper()
-
+# ---- energy and carbon ----------------------------------------------------------------------
 
 def carbon_table(path: Path = CARBON_TABLE) -> dict[str, dict[str, Any]]:
     """Region → {kg_co2e_per_kwh, as_of, source} from the packaged carbon table (harness/data/carbon/intensity.csv)."""
@@ -129,27 +175,22 @@ def carbon_intensity(region: str | None, kg_per_kwh: float | None) -> tuple[floa
     """(kg CO2e per kWh, region label, source): a user value wins, else the region's table row."""
     if kg_per_kwh is not None:
         if kg_per_kwh < 0:
-            raise ConfigError("--carbon-intensity", f"must be >= 0 kg CO2e/kWh, got {kg_per_kwh}")
+            raise ConfigError("estimate.carbon_intensity_kg_per_kwh", f"must be >= 0 kg CO2e/kWh, got {kg_per_kwh}")
         return kg_per_kwh, region or "user", "user-given (--carbon-intensity)"
     table = carbon_table()
     name = region or DEFAULT_CARBON_REGION
     if name not in table:
-        raise ConfigError("--carbon-region", f"unknown region {name!r}; allowed: {', '.join(table)}")
+        raise ConfigError("estimate.carbon_region", f"unknown region {name!r}; allowed: {', '.join(table)}")
     row = table[name]
     return row["kg_co2e_per_kwh"], name, f"{row['source']} (data year: {row['as_of']})"
 
 
-def energy_settings(*, pue: float, region: str | None, kg_per_kwh: float | None,
-                    usd_per_kwh: float | None) -> dict[str, Any]:
-    """The validated inputs that turn joules into kWh·PUE, CO2e and dollars, each with its source."""
-    if pue < 1:
-        raise ConfigError("--pue", f"must be >= 1.0 (facility energy / IT energy), got {pue}")
-    if usd_per_kwh is not None and usd_per_kwh < 0:
-        raise ConfigError("--usd-per-kwh", f"must be >= 0, got {usd_per_kwh}")
-    intensity, label, source = carbon_intensity(region, kg_per_kwh)
-    return {"pue": pue, "pue_source": "default 1.58 (Strubell et al. 2019)" if pue == DEFAULT_PUE
+def energy_settings(options: EstimateOptions) -> dict[str, Any]:
+    """The inputs that turn joules into kWh·PUE, CO2e and dollars, each with its source."""
+    intensity, label, source = carbon_intensity(options.carbon_region, options.carbon_intensity_kg_per_kwh)
+    return {"pue": options.pue, "pue_source": "default 1.58 (Strubell et al. 2019)" if options.pue == DEFAULT_PUE
             else "user-given (--pue)", "carbon_region": label, "kg_co2e_per_kwh": intensity,
-            "carbon_source": source, "usd_per_kwh": usd_per_kwh}
+            "carbon_source": source, "usd_per_kwh": options.usd_per_kwh}
 
 
 def job_energy(energy_j: float, method: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -163,29 +204,18 @@ def job_energy(energy_j: float, method: str, settings: dict[str, Any]) -> dict[s
             "co2e_lbs": kg * LBS_PER_KG, "energy_cost_usd": None if price is None else kwh_pue * price}
 
 
-def _how_timed(record: Mapping[str, Any]) -> str:
-    """"measured", or "predicted from depth slices" for a depth-sliced record."""
-    return "predicted from depth slices" if record.get("depth_extrapolation") else "measured"
+# ---- what the records say --------------------------------------------------------------------
+
+def _same_model(a: RunRecord, b: RunRecord) -> bool:
+    """The same architecture, whatever its preset label."""
+    return a.model.model_dump(exclude={"preset"}) == b.model.model_dump(exclude={"preset"})
 
 
-def per_device_rate(record: dict[str, Any]) -> float:
-    """Achieved model FLOP/s of one device: a multi-device record's rate is for all its ranks
-    (its scaling losses stay in it)."""
-    return record["achieved_flops_per_s"] / record.get("world_size", 1)
-
-
-def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = set(a) | set(b)
-    return all(a.get(k) == b.get(k) for k in keys if k not in ("preset",))
-
-
-def _device_gpu(record: dict[str, Any]) -> str | None:
+def _device_gpu(record: RunRecord) -> str | None:
     """The datasheet row name of a record's device, or None (CPU, unknown GPU)."""
-    from harness.hardware import datasheet_row
-
-    if record["device"].get("type") != "cuda":
+    if record.device.type != "cuda":
         return None
-    row = datasheet_row(record["device"].get("name", ""))
+    row = datasheet_row(record.device.name)
     return row.gpu if row else None
 
 
@@ -193,13 +223,13 @@ def _device_gpu(record: dict[str, Any]) -> str | None:
 def flops_per_token(spec, seq_len: int, decoder_seq_len: int | None) -> float:
     """Model FLOPs of one training token at `seq_len` (one sequence, counted on a fake replica).
     Cached: projections to several GPUs count each length once."""
+    from harness.config import with_changes
     from harness.flops.count import count_model_flops
 
-    train = {"batch_size": 1, "seq_len": seq_len, "grad_accum": 1}
+    changes = {"train.batch_size": 1, "train.seq_len": seq_len, "train.grad_accum": 1}
     if decoder_seq_len is not None:
-        train["decoder_seq_len"] = decoder_seq_len
-    one = spec.model_copy(update={"train": spec.train.model_copy(update=train)})
-    count, _ = count_model_flops(one, backward=True)
+        changes["train.decoder_seq_len"] = decoder_seq_len
+    count, _ = count_model_flops(with_changes(spec, changes), backward=True)
     return count.total / seq_len
 
 
@@ -218,254 +248,287 @@ def _phase_lengths(spec, plan: Plan) -> list[tuple[int, int | None]]:
     return lengths
 
 
-def measured_scaling(record: dict[str, Any], records: Sequence[dict[str, Any]], devices: int
-                     ) -> tuple[float, str] | None:
+def measured_scaling(record: RunRecord, records: Sequence[RunRecord], devices: int) -> Sourced | None:
     """Weak-scaling efficiency T(1)·N / T(N) in tokens/s from stored runs of the same model, dtype,
     device and per-device batch at world size 1 and N > 1; the measured N nearest above `devices`
     (else the largest, said to be extrapolated). None when no multi-device run matches."""
-    def key(r):
-        return (r["dtype"], r["device"].get("name"), r["batch_size"], r["seq_len"], r["grad_accum"])
+    def key(r: RunRecord):
+        return (r.dtype, r.device.name, r.batch_size, r.seq_len, r.grad_accum)
 
-    alike = [r for r in records if _same_model(r["model"], record["model"]) and key(r) == key(record)]
-    single = [r for r in alike if r.get("world_size", 1) == 1]
-    multi = [r for r in alike if r.get("world_size", 1) > 1]
+    alike = [r for r in records if _same_model(r, record) and key(r) == key(record)]
+    single = [r for r in alike if r.world_size == 1]
+    multi = [r for r in alike if r.world_size > 1]
     if not single or not multi:
         return None
-    one = single[-1]["tokens_per_s"]
-    by_n = {r["world_size"]: r for r in multi}  # the latest run per world size
+    one = single[-1].tokens_per_s
+    by_n = {r.world_size: r for r in multi}  # the latest run per world size
     above = [n for n in by_n if n >= devices]
     n = min(above) if above else max(by_n)
     run = by_n[n]
-    efficiency = run["tokens_per_s"] / (n * one)
     where = ("" if n == devices else f"; extrapolated beyond the measured N={n}" if n < devices
              else f"; measured at N={n}, used for N={devices}")
-    return efficiency, (f"measured: {run['tokens_per_s']:.4g} tokens/s on {n} devices / ({n} x "
-                        f"{one:.4g} on one) (runs {run['run_id']}, {single[-1]['run_id']}){where}")
+    return Sourced(run.tokens_per_s / (n * one),
+                   f"measured: {run.tokens_per_s:.4g} tokens/s on {n} devices / ({n} x {one:.4g} on one) "
+                   f"(runs {run.run_id}, {single[-1].run_id}){where}")
 
 
-def _utilization_for(gpu: str, dtype: str, records: Sequence[dict[str, Any]], user: float | None,
-                     notes: list[str], record: dict[str, Any], calibration: Sequence = ()
-                     ) -> tuple[float, str, float]:
-    """Utilization on hardware `gpu`, its source and its ± error: stored runs of this model on it,
-    else the calibration fit for it at this model's size, else stored runs of other models on it
-    (median), else the user's, else the default."""
+def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[RunRecord],
+                    options: EstimateOptions, calibration: Sequence, notes: list[str]) -> Sourced:
+    """Utilization on hardware `gpu`: stored runs of this model on it, else the calibration fit
+    for it at this model's size, else stored runs of other models on it (median), else the
+    user's, else the default."""
     from harness.cost.calibrate import find_fit
 
-    measured = [r for r in records if _device_gpu(r) == gpu and r["dtype"] == dtype
-                and r.get("mfu_datasheet") and not r.get("depth_extrapolation")]
-    same = [r for r in measured if _same_model(r["model"], record["model"]) and r["seq_len"] == record["seq_len"]]
+    measured = [r for r in records if _device_gpu(r) == gpu and r.dtype == dtype
+                and r.mfu_datasheet and not r.depth_extrapolation]
+    same = [r for r in measured if _same_model(r, record) and r.seq_len == record.seq_len]
     fit = find_fit(calibration, gpu, dtype)
-    if user is not None and (same or fit is not None or measured):
-        notes.append(f"--utilization {user} not used: runs measured on {gpu} take precedence")
+    if options.utilization is not None and (same or fit is not None or measured):
+        notes.append(f"--utilization {options.utilization} not used: runs measured on {gpu} take precedence")
     if same:
-        value = statistics.median(r["mfu_datasheet"] for r in same)
-        ids = ", ".join(r["run_id"] for r in same[:5])
-        return value, f"measured: this model on {gpu} {dtype} ({ids})", 0.0
+        ids = ", ".join(r.run_id for r in same[:5])
+        return Sourced(statistics.median(r.mfu_datasheet for r in same),
+                       f"measured: this model on {gpu} {dtype} ({ids})")
     if fit is not None:
-        tokens = record["tokens_per_step"] / record.get("world_size", 1)
-        value = fit.predict(record["model"]["hidden"], tokens, record["seq_len"])
-        inside = (fit.ranges["hidden"][0] <= record["model"]["hidden"] <= fit.ranges["hidden"][1]
+        tokens, hidden = record.tokens_per_device_step, record.model.hidden
+        inside = (fit.ranges["hidden"][0] <= hidden <= fit.ranges["hidden"][1]
                   and fit.ranges["tokens_per_step"][0] <= tokens <= fit.ranges["tokens_per_step"][1])
-        return value, (f"calibrated: fit of {fit.n} runs on {gpu} {dtype}, ±{fit.error:.3f} "
-                       f"({'inside' if inside else 'extrapolated beyond'} the measured sizes; harness calibrate)"), \
-            fit.error
+        return Sourced(fit.predict(hidden, tokens, record.seq_len),
+                       f"calibrated: fit of {fit.n} runs on {gpu} {dtype}, ±{fit.error:.3f} "
+                       f"({'inside' if inside else 'extrapolated beyond'} the measured sizes; harness calibrate)",
+                       fit.error)
     if measured:
-        value = statistics.median(r["mfu_datasheet"] for r in measured)
-        ids = ", ".join(r["run_id"] for r in measured[:5])
-        return value, f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})", 0.0
-    if user is not None:
-        return user, "user-given (--utilization)", 0.0
-    return DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE, 0.0
+        ids = ", ".join(r.run_id for r in measured[:5])
+        return Sourced(statistics.median(r.mfu_datasheet for r in measured),
+                       f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})")
+    if options.utilization is not None:
+        return Sourced(options.utilization, "user-given (--utilization)")
+    return Sourced(DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE)
 
 
-def estimate(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offers: Iterable = (),
-             records: Sequence[dict[str, Any]] = (), devices: int = 1, gpu: str | None = None,
-             utilization: float | None = None, scaling_efficiency: float | None = None,
-             dtype: str | None = None, calibration: Sequence = (), pue: float = DEFAULT_PUE, carbon_region: str | None = None,
-             carbon_intensity_kg_per_kwh: float | None = None, usd_per_kwh: float | None = None,
-             fully_loaded_multiplier: float = FULLY_LOADED_MULTIPLIER,
-             price_warnings: Sequence[str] = ()) -> Estimate:
-    """Extrapolate `record` (a stored run, JSON form) to `plan` over `corpus`.
+# ---- the pieces of an estimate ---------------------------------------------------------------
 
-    `records` are the other stored runs (for measurements at other lengths or on `gpu`);
-    `offers` are harness.cost.prices.Offer values; `gpu` names hardware to project to (datasheet),
-    in `dtype` (default: the run's)."""
-    from harness.config import build_spec
-    from harness.hardware import datasheet_by_name, math_mode
+@dataclass(frozen=True)
+class Hardware:
+    """Where the job is timed: the measured device, or a datasheet GPU it is projected to."""
 
-    if devices < 1:
-        raise ConfigError("--devices", "must be >= 1")
-    if utilization is not None and not 0 < utilization <= 1:
-        raise ConfigError("--utilization", f"must be in (0, 1], got {utilization}")
-    if scaling_efficiency is not None and not 0 < scaling_efficiency <= 1:
-        raise ConfigError("--scaling-efficiency", f"must be in (0, 1], got {scaling_efficiency}")
-    if fully_loaded_multiplier < 1:
-        raise ConfigError("--fully-loaded-multiplier", "must be >= 1")
-    energy_inputs = energy_settings(pue=pue, region=carbon_region, kg_per_kwh=carbon_intensity_kg_per_kwh,
-                                    usd_per_kwh=usd_per_kwh)  # validated before any counting
-    spec = build_spec(record["spec"])
-    lengths = _phase_lengths(spec, plan)
-    notes: list[str] = []
+    name: str
+    projected: bool
+    peak: Sourced | None          # FLOP/s
+    utilization: Sourced
+    rate: Sourced                 # model FLOP/s of one device
+    row: DatasheetRow | None = None
+
+
+def _target_dtype(record: RunRecord, options: EstimateOptions) -> str:
+    if options.dtype is not None and options.dtype != record.dtype and options.gpu is None:
+        raise ConfigError("estimate.dtype", "a different precision needs --gpu (projection); the run measured "
+                          f"{record.dtype}")
+    return options.dtype or record.dtype
+
+
+def _hardware(record: RunRecord, dtype: str, records: Sequence[RunRecord], options: EstimateOptions,
+              calibration: Sequence, notes: list[str]) -> Hardware:
+    """The measured device's own rate, or the datasheet peak x utilization of `options.gpu`."""
     measured_gpu = _device_gpu(record)
-    if dtype is not None and dtype not in ("fp32", "tf32", "bf16", "fp16"):
-        raise ConfigError("--dtype", f"{dtype!r} is not allowed; allowed: fp32, tf32, bf16, fp16")
-    if dtype is not None and dtype != record["dtype"] and gpu is None:
-        raise ConfigError("--dtype", "a different precision needs --gpu (projection); the run measured "
-                          f"{record['dtype']}")
-    dtype = dtype or record["dtype"]
-    projected = gpu is not None and (measured_gpu is None or dtype != record["dtype"]
-                                     or datasheet_by_name(gpu, "fp32")[0].gpu != measured_gpu)
-    if projected:
-        mode = math_mode(dtype, dtype == record["dtype"] and record.get("env", {}).get("tf32_matmul", False))
+    gpu = options.gpu
+    if gpu is not None and (measured_gpu is None or dtype != record.dtype
+                            or datasheet_by_name(gpu, "fp32")[0].gpu != measured_gpu):
+        mode = math_mode(dtype, dtype == record.dtype and record.env.tf32_matmul)
         row, peak = datasheet_by_name(gpu, mode)
-        util, util_source, util_error = _utilization_for(row.gpu, dtype, records, utilization, notes, record,
-                                                         calibration)
-        hardware, peak_source, rate = row.gpu, f"datasheet {mode}: {row.source}", peak * util
+        util = _utilization_on(row.gpu, dtype, record, records, options, calibration, notes)
+        return Hardware(row.gpu, True, Sourced(peak, f"datasheet {mode}: {row.source}"), util,
+                        Sourced(peak * util.value, f"projected: {row.gpu} datasheet peak x utilization "
+                                                   f"{util.value:.3f}"), row)
+    if options.utilization is not None:
+        notes.append(f"--utilization {options.utilization} not used: this hardware was measured")
+    if record.mfu_datasheet is not None:
+        peak = Sourced(record.peak_flops_datasheet, "datasheet (from the run record)")
+        util = record.mfu_datasheet
     else:
-        hardware = measured_gpu or record["device"].get("name", record["device"].get("type", "?"))
-        if record.get("mfu_datasheet") is not None:
-            peak, peak_source = record["peak_flops_datasheet"], "datasheet (from the run record)"
-            util = record["mfu_datasheet"]
-        else:
-            peak, peak_source = record["peak_flops_measured"], "measured matmul peak (no datasheet figure)"
-            util = record["mfu_measured"]
-        util_source, util_error = f"{_how_timed(record)} (run {record['run_id']})", 0.0
-        if utilization is not None:
-            notes.append(f"--utilization {utilization} not used: this hardware was measured")
-        rate = per_device_rate(record)
+        peak = Sourced(record.peak_flops_measured, "measured matmul peak (no datasheet figure)")
+        util = record.mfu_measured
+    how = f"{record.how_timed} (run {record.run_id})"
+    return Hardware(measured_gpu or record.device.name, False, peak, Sourced(util, how),
+                    Sourced(record.achieved_flops_per_s_per_device, how))
 
-    if record.get("depth_extrapolation"):
-        d = record["depth_extrapolation"]
-        notes.append(f"run {record['run_id']} is depth-sliced: its step time is predicted from "
-                     f"{len(d['slices'])} slices (fit residual {d['residual']:.1%}), not measured at full depth")
-    same = [r for r in records if r["run_id"] != record["run_id"] and _same_model(r["model"], record["model"])
-            and r["dtype"] == dtype and r["device"].get("name") == record["device"].get("name")]
+
+def _phases(record: RunRecord, plan: Plan, corpus: Corpus | None, hardware: Hardware, dtype: str,
+            records: Sequence[RunRecord]) -> list[PhaseEstimate]:
+    """Each phase's tokens, counted FLOPs and one-device time at the rate that fits its length."""
+    lengths = _phase_lengths(record.spec, plan)
+    same = [r for r in records if r.run_id != record.run_id and _same_model(r, record)
+            and r.dtype == dtype and r.device.name == record.device.name]
     phases = []
     for phase, (seq, dec) in zip(plan.phases, lengths):
         tokens = phase.tokens_total(corpus)
-        per_token = flops_per_token(spec, seq, dec)
-        if projected:
-            phase_rate, source = rate, f"projected: {hardware} datasheet peak x utilization {util:.3f}"
-        elif seq == record["seq_len"]:
-            phase_rate, source = rate, f"{_how_timed(record)} (run {record['run_id']}, seq {seq})"
-        else:
-            at_len = [r for r in same if r["seq_len"] == seq]
-            if at_len:
-                best = at_len[-1]
-                phase_rate, source = per_device_rate(best), f"{_how_timed(best)} (run {best['run_id']}, seq {seq})"
-            else:
-                phase_rate = rate
-                source = (f"scaled: FLOPs counted at seq {seq}, timed at the achieved FLOP/s measured at "
-                          f"seq {record['seq_len']} (run {record['run_id']}); no run at seq {seq}")
+        per_token = flops_per_token(record.spec, seq, dec)
+        rate = _phase_rate(record, hardware, seq, [r for r in same if r.seq_len == seq])
         flops = tokens * per_token
         phases.append(PhaseEstimate(phase.name or f"phase {len(phases) + 1}", seq, tokens, per_token, flops,
-                                    phase_rate, source, flops / phase_rate))
+                                    rate.value, rate.source, flops / rate.value))
+    return phases
 
-    measured_eff = measured_scaling(record, records, devices) if devices > 1 else None
-    if measured_eff is not None:
-        efficiency, eff_source = measured_eff
-        if scaling_efficiency is not None:
-            notes.append(f"--scaling-efficiency {scaling_efficiency} not used: a multi-device run was measured")
-    elif scaling_efficiency is None:
-        efficiency = 1.0
-        eff_source = ("assumed: ideal linear scaling (no multi-device record); an upper bound on throughput"
-                      if devices > 1 else "one device")
-    else:
-        efficiency, eff_source = scaling_efficiency, "user-given (--scaling-efficiency)"
-    device_hours = sum(p.device_s for p in phases) / 3600.0 / efficiency
-    wall_hours = device_hours / devices
 
-    device_s = device_hours * 3600.0
-    measured_energy = record.get("energy")
-    if projected:
-        tdp = datasheet_by_name(gpu, "fp32")[0].tdp_w
-        energy = None if tdp is None else job_energy(
-            tdp * device_s, f"estimated: {hardware} datasheet max power {tdp:g} W x device-hours (GPU only; host "
-            "CPU and memory not included)", energy_inputs)
-        if energy is None:
-            notes.append(f"energy unknown: no datasheet power for {hardware}")
-    elif measured_energy:
-        steps = len(record["step_times_s"])
-        avg_w = measured_energy["joules_per_step"] * steps / record["total_measured_s"]
-        methods = ", ".join(f"{k} {v}" for k, v in measured_energy["methods"].items())
-        energy = job_energy(avg_w * device_s, f"{'estimated' if measured_energy['estimated'] else 'measured'}: "
-                            f"{avg_w:.1f} W during the steps of run {record['run_id']} ({methods}) x device-hours",
-                            energy_inputs)
-        energy["avg_w_per_device"] = avg_w
-    else:
-        energy = None
+def _phase_rate(record: RunRecord, hardware: Hardware, seq: int, at_len: Sequence[RunRecord]) -> Sourced:
+    if hardware.projected:
+        return hardware.rate
+    if seq == record.seq_len:
+        return Sourced(hardware.rate.value, f"{record.how_timed} (run {record.run_id}, seq {seq})")
+    if at_len:
+        best = at_len[-1]
+        return Sourced(best.achieved_flops_per_s_per_device, f"{best.how_timed} (run {best.run_id}, seq {seq})")
+    return Sourced(hardware.rate.value, f"scaled: FLOPs counted at seq {seq}, timed at the achieved FLOP/s "
+                                        f"measured at seq {record.seq_len} (run {record.run_id}); no run at seq {seq}")
+
+
+def _scaling(record: RunRecord, records: Sequence[RunRecord], options: EstimateOptions,
+             notes: list[str]) -> Sourced:
+    measured = measured_scaling(record, records, options.devices) if options.devices > 1 else None
+    if measured is not None:
+        if options.scaling_efficiency is not None:
+            notes.append(f"--scaling-efficiency {options.scaling_efficiency} not used: a multi-device run was measured")
+        return measured
+    if options.scaling_efficiency is not None:
+        return Sourced(options.scaling_efficiency, "user-given (--scaling-efficiency)")
+    return Sourced(1.0, "assumed: ideal linear scaling (no multi-device record); an upper bound on throughput"
+                   if options.devices > 1 else "one device")
+
+
+def _energy(record: RunRecord, hardware: Hardware, device_s: float, settings: dict[str, Any],
+            notes: list[str]) -> dict[str, Any] | None:
+    """The job's energy: the datasheet board power of a projected GPU, or the power measured
+    during the run's steps, x device-hours."""
+    if hardware.projected:
+        tdp = hardware.row.tdp_w
+        if tdp is None:
+            notes.append(f"energy unknown: no datasheet power for {hardware.name}")
+            return None
+        return job_energy(tdp * device_s, f"estimated: {hardware.name} datasheet max power {tdp:g} W x device-hours "
+                          "(GPU only; host CPU and memory not included)", settings)
+    energy = record.energy
+    if energy is None:
         notes.append("energy unknown: the run record has no energy measurement")
+        return None
+    avg_w = energy.joules_per_step * len(record.step_times_s) / record.total_measured_s
+    methods = ", ".join(f"{k} {v}" for k, v in energy.methods.items())
+    out = job_energy(avg_w * device_s, f"{energy.method_label}: {avg_w:.1f} W during the steps of run "
+                     f"{record.run_id} ({methods}) x device-hours", settings)
+    out["avg_w_per_device"] = avg_w
+    return out
 
-    priced_gpu = hardware if (projected or measured_gpu) else None
-    costs = []
-    if priced_gpu is None:
-        notes.append(f"measured on {hardware}: no cloud offers to price; pass --gpu to project to a GPU")
-    else:
-        for o in offers:
-            if gpu_key(o.gpu) == gpu_key(priced_gpu):
-                costs.append(OfferCost(o.provider, o.instance, o.region, o.gpu, o.gpus_per_instance,
-                                       o.usd_per_hour, o.usd_per_gpu_hour, o.spot, o.as_of, o.source,
-                                       o.provenance, device_hours * o.usd_per_gpu_hour))
-        if not costs:
-            notes.append(f"no price offers for {priced_gpu} in the loaded tables")
-    costs.sort(key=lambda c: c.cost_usd)
+
+def _offer_costs(hardware: Hardware, measured_gpu: str | None, offers: Iterable, device_hours: float,
+                 notes: list[str]) -> list[OfferCost]:
+    """Every offer of the priced GPU family, cheapest first (none for a CPU)."""
+    if not (hardware.projected or measured_gpu):
+        notes.append(f"measured on {hardware.name}: no cloud offers to price; pass --gpu to project to a GPU")
+        return []
+    costs = sorted((OfferCost(o.provider, o.instance, o.region, o.gpu, o.gpus_per_instance, o.usd_per_hour,
+                              o.usd_per_gpu_hour, o.spot, o.as_of, o.source, o.provenance,
+                              device_hours * o.usd_per_gpu_hour)
+                    for o in offers if gpu_key(o.gpu) == gpu_key(hardware.name)), key=lambda c: c.cost_usd)
+    if not costs:
+        notes.append(f"no price offers for {hardware.name} in the loaded tables")
+    return costs
+
+
+def _cost_range(costs: Sequence[OfferCost], util: Sourced) -> tuple[float | None, float | None, list[float] | None]:
+    """(lowest, highest) cost over the offers, widened by the utilization's ± (time scales as
+    1 / utilization), and that utilization range."""
     low = min((c.cost_usd for c in costs), default=None)
     high = max((c.cost_usd for c in costs), default=None)
-    utilization_range = None
-    if util_error and util:  # the calibration's error widens the range: time scales as 1 / utilization
-        util_low, util_high = max(util - util_error, 1e-4), min(util + util_error, 1.0)
-        utilization_range = [util_low, util_high]
-        low = None if low is None else low * util / util_high
-        high = None if high is None else high * util / util_low
-    loaded = {"multiplier": fully_loaded_multiplier,
-              "source": "AI21 (Sharir et al. 2020): two configurations x ten runs" if
-              fully_loaded_multiplier == FULLY_LOADED_MULTIPLIER else "user-given",
-              "cost_usd_min": None if low is None else low * fully_loaded_multiplier,
-              "cost_usd_max": None if high is None else high * fully_loaded_multiplier}
+    if not (util.error and util.value):
+        return low, high, None
+    util_low, util_high = max(util.value - util.error, 1e-4), min(util.value + util.error, 1.0)
+    return (None if low is None else low * util.value / util_high,
+            None if high is None else high * util.value / util_low, [util_low, util_high])
+
+
+def _fully_loaded(low: float | None, high: float | None, multiplier: float) -> dict[str, Any]:
+    return {"multiplier": multiplier,
+            "source": "AI21 (Sharir et al. 2020): two configurations x ten runs" if
+            multiplier == FULLY_LOADED_MULTIPLIER else "user-given",
+            "cost_usd_min": None if low is None else low * multiplier,
+            "cost_usd_max": None if high is None else high * multiplier}
+
+
+# ---- the estimate ----------------------------------------------------------------------------
+
+def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: EstimateOptions | None = None, *,
+             offers: Iterable = (), records: Sequence[RunRecord] = (), calibration: Sequence = (),
+             price_warnings: Sequence[str] = ()) -> Estimate:
+    """Extrapolate `record` to `plan` over `corpus` under `options`. `records` are the other
+    stored runs (for measurements at other lengths, on `options.gpu`, or on several devices);
+    `offers` are harness.cost.prices.Offer values; `calibration` the fits of harness calibrate."""
+    options = options or EstimateOptions()
+    settings = energy_settings(options)  # validated before any counting
+    notes: list[str] = []
+    dtype = _target_dtype(record, options)
+    hardware = _hardware(record, dtype, records, options, calibration, notes)
+    if record.depth_extrapolation:
+        d = record.depth_extrapolation
+        notes.append(f"run {record.run_id} is depth-sliced: its step time is predicted from "
+                     f"{len(d.slices)} slices (fit residual {d.residual:.1%}), not measured at full depth")
+    phases = _phases(record, plan, corpus, hardware, dtype, records)
+    efficiency = _scaling(record, records, options, notes)
+    device_hours = sum(p.device_s for p in phases) / 3600.0 / efficiency.value
+    energy = _energy(record, hardware, device_hours * 3600.0, settings, notes)
+    costs = _offer_costs(hardware, _device_gpu(record), offers, device_hours, notes)
+    low, high, util_range = _cost_range(costs, hardware.utilization)
     return Estimate(
-        run_id=record["run_id"], model=record["model"], params=record["params"], dtype=dtype,
+        run_id=record.run_id, model=record.model.model_dump(), params=record.params, dtype=dtype,
         corpus=None if corpus is None else {"name": corpus.name, "tokens": corpus.size_tokens,
                                             "tokens_source": corpus.size_provenance, "source": corpus.source},
         plan={"name": plan.name, "source": plan.source, "description": plan.description},
         phases=phases, tokens_total=sum(p.tokens for p in phases), flops_total=sum(p.flops for p in phases),
-        hardware=hardware, hardware_source="projected" if projected else "measured",
-        peak_flops_per_s=peak, peak_source=peak_source, utilization=util, utilization_source=util_source,
-        devices=devices, scaling_efficiency=efficiency, scaling_efficiency_source=eff_source,
-        device_hours=device_hours, wall_hours=wall_hours, offers=costs, cost_usd_min=low, cost_usd_max=high,
-        fully_loaded=loaded, price_warnings=list(price_warnings), notes=notes, energy=energy,
-        utilization_range=utilization_range)
+        hardware=hardware.name, hardware_source="projected" if hardware.projected else "measured",
+        peak_flops_per_s=hardware.peak.value, peak_source=hardware.peak.source,
+        utilization=hardware.utilization.value, utilization_source=hardware.utilization.source,
+        devices=options.devices, scaling_efficiency=efficiency.value, scaling_efficiency_source=efficiency.source,
+        device_hours=device_hours, wall_hours=device_hours / options.devices, offers=costs,
+        cost_usd_min=low, cost_usd_max=high, fully_loaded=_fully_loaded(low, high, options.fully_loaded_multiplier),
+        price_warnings=list(price_warnings), notes=notes, energy=energy, utilization_range=util_range)
 
 
-def project_offers(record: dict[str, Any], plan: Plan, corpus: Corpus | None, *, offers: Sequence,
-                   **kwargs) -> list[dict[str, Any]]:
+def project_offers(record: RunRecord, plan: Plan, corpus: Corpus | None, options: EstimateOptions | None = None,
+                   *, offers: Sequence, records: Sequence[RunRecord] = (), calibration: Sequence = ()
+                   ) -> list[dict[str, Any]]:
     """For a run measured where no cloud offer applies (a CPU): the job projected to every GPU
     model the price tables offer and the datasheet knows, each with its utilization's source.
     Summaries, cheapest first; GPUs without a datasheet row are listed with the reason."""
-    from harness.hardware import DATASHEET
-
+    options = options or EstimateOptions()
     rows = []
     for key in sorted({gpu_key(o.gpu) for o in offers}):
         forms = [row for _, row in DATASHEET if gpu_key(row.gpu) == key]
         if not forms:
             rows.append({"gpu": key, "skipped": "no datasheet row: peak unknown, not guessed"})
             continue
+        forms_note = " (price tables do not tell the forms apart)" if len(forms) > 1 else ""
         for row in forms:
-            rows.extend(_projection(record, plan, corpus, row, key, len(forms), offers, kwargs))
+            try:
+                e = estimate(record, plan, corpus, options.changed(gpu=row.gpu), offers=offers, records=records,
+                             calibration=calibration)
+            except ConfigError as err:  # e.g. no datasheet figure for this precision
+                rows.append({"gpu": row.gpu, "skipped": str(err)})
+                continue
+            rows.append(_projection_summary(e, f"every {key} offer{forms_note}"))
     return sorted(rows, key=lambda r: (r.get("cost_usd_min") is None, r.get("cost_usd_min") or 0.0))
 
 
-def _projection(record, plan, corpus, row, key: str, n_forms: int, offers, kwargs) -> list[dict[str, Any]]:
-    """One GPU form's projection summary (a one-item list), or why it was skipped."""
+def _projection_summary(e: Estimate, priced_against: str) -> dict[str, Any]:
+    return {"gpu": e.hardware, "dtype": e.dtype, "peak_flops_per_s": e.peak_flops_per_s,
+            "utilization": e.utilization, "utilization_source": e.utilization_source,
+            "device_hours": e.device_hours, "wall_hours": e.wall_hours, "offers": len(e.offers),
+            "cost_usd_min": e.cost_usd_min, "cost_usd_max": e.cost_usd_max, "fully_loaded": e.fully_loaded,
+            "as_of": sorted({o.as_of for o in e.offers}),
+            "energy_kwh_pue": None if e.energy is None else e.energy["kwh_pue"], "priced_against": priced_against}
+
+
+def plan_misfit(spec, plan: Plan) -> str | None:
+    """Why `plan`'s lengths do not fit `spec`'s model (a phase longer than its positions), or None."""
     try:
-        e = estimate(record, plan, corpus, offers=offers, gpu=row.gpu, **kwargs)
-    except ConfigError as err:  # e.g. no datasheet figure for this precision
-        return [{"gpu": row.gpu, "skipped": str(err)}]
-    forms_note = " (price tables do not tell the forms apart)" if n_forms > 1 else ""
-    return [{"gpu": e.hardware, "dtype": kwargs.get("dtype") or record["dtype"],
-             "peak_flops_per_s": e.peak_flops_per_s, "utilization": e.utilization,
-             "utilization_source": e.utilization_source, "device_hours": e.device_hours,
-             "wall_hours": e.wall_hours, "offers": len(e.offers), "cost_usd_min": e.cost_usd_min,
-             "cost_usd_max": e.cost_usd_max, "fully_loaded": e.fully_loaded,
-             "as_of": sorted({o.as_of for o in e.offers}),
-             "energy_kwh_pue": None if e.energy is None else e.energy["kwh_pue"],
-             "priced_against": f"every {key} offer{forms_note}"}]
+        _phase_lengths(spec, plan)
+    except ConfigError as err:
+        return str(err)
+    return None

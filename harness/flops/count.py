@@ -16,7 +16,8 @@ Two counts of the same step:
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Mapping
 
@@ -209,3 +210,28 @@ def count_model_flops(spec, *, backward: bool = True) -> tuple[FlopCount, "Param
         params = count_params(model)
         count = count_flops(model, make_batch(spec, "cpu"), kind="model", backward=backward)
     return count.scaled(spec.train.grad_accum), params
+
+
+def module_groups(by_module: Mapping[str, int]) -> dict[str, int]:
+    """Each module's own FLOPs (its total minus its children's), layers merged (`h.0.attn`,
+    `h.1.attn` → `h.*.attn`), largest first; "(own ops)" marks a module's ops outside its
+    children. Containers never called (ModuleList) are absent from `by_module` and skipped."""
+    modules = {name: flops for name, flops in by_module.items() if name != "Global"}
+    children: dict[str, int] = defaultdict(int)
+    for name, flops in modules.items():
+        parent = name.rpartition(".")[0]
+        while parent and parent not in modules:
+            parent = parent.rpartition(".")[0]
+        if parent:
+            children[parent] += flops
+    groups: dict[str, int] = defaultdict(int)
+    for name, flops in modules.items():
+        own = flops - children[name]
+        if own <= 0:
+            continue
+        path = name.partition(".")[2] or name  # drop the root class name
+        label = re.sub(r"\.\d+(?=\.|$)", ".*", path)
+        if children[name]:
+            label += " (own ops)"
+        groups[label] += own
+    return dict(sorted(groups.items(), key=lambda kv: -kv[1]))

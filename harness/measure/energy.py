@@ -19,7 +19,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
+
+from harness.results.record import ComponentEnergyInfo, Energy
 
 RAPL_ROOT = Path("/sys/class/powercap")
 MEMORY_W_PER_GB = 0.375  # codecarbon's convention: 3 W per 8 GB of RAM (an estimate, not a measurement)
@@ -65,21 +67,22 @@ class EnergyReading:
     def total_j(self) -> float:
         return sum(c.energy_j for c in self.components)
 
-    def for_record(self, *, measured_s: float, steps: int, tokens_per_step: int) -> dict[str, Any]:
-        """The record's `energy` key: per step and per token over the measured steps (the
-        window's average power × the measured time), and every component's method."""
+    def for_record(self, *, measured_s: float, steps: int, tokens_per_step: int,
+                   missing: Sequence[str] = ()) -> Energy:
+        """The record's energy: per step and per token over the measured steps (the window's
+        average power × the measured time), every component's method, and what was not read
+        (`missing` adds to the sampler's own list)."""
         scale = measured_s / self.window_s if self.window_s else 0.0
         total = self.total_j * scale
-        return {
-            "joules_per_step": total / steps,
-            "joules_per_token": total / (steps * tokens_per_step),
-            "avg_watts": self.total_j / self.window_s if self.window_s else 0.0,
-            "components": [{**asdict(c), "joules_per_step": c.energy_j * scale / steps} for c in self.components],
-            "methods": {c.component: c.method for c in self.components},
-            "estimated": any(c.method == "estimated" for c in self.components),
-            "missing": list(self.missing),
-            "window_s": self.window_s, "interval_s": self.interval_s, "samples": self.samples,
-        }
+        return Energy(
+            joules_per_step=total / steps, joules_per_token=total / (steps * tokens_per_step),
+            avg_watts=self.total_j / self.window_s if self.window_s else 0.0,
+            components=[ComponentEnergyInfo(**asdict(c), joules_per_step=c.energy_j * scale / steps)
+                        for c in self.components],
+            methods={c.component: c.method for c in self.components},
+            estimated=any(c.method == "estimated" for c in self.components),
+            missing=[*self.missing, *missing], window_s=self.window_s, interval_s=self.interval_s,
+            samples=self.samples)
 
 
 def integrate_power_j(samples: Sequence[tuple[float, float]]) -> float:
@@ -328,6 +331,7 @@ class PowerSampler:
         self._thread: threading.Thread | None = None
         self.samples = 0
         self.t0 = 0.0
+        self.reading: EnergyReading | None = None
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -342,6 +346,14 @@ class PowerSampler:
             source.begin(self.t0)
         self._thread = threading.Thread(target=self._loop, name="harness-power-sampler", daemon=True)
         self._thread.start()
+
+    def __enter__(self) -> "PowerSampler":
+        """Sample over a `with` block (the measured window); `reading` holds the result after it."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.reading = self.stop()
 
     def stop(self) -> EnergyReading:
         self._stop.set()

@@ -21,23 +21,20 @@ that stands for the full-depth model, usable by ``harness estimate``).
 
 from __future__ import annotations
 
-import copy
-import json
 import math
-import os
 import platform
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from harness.config import RunSpec, build_spec
+from harness.config import RunSpec, with_changes
 from harness.errors import ConfigError, HarnessError
+from harness.results.record import (DepthExtrapolation, DepthFit, FlopSummary, Measurement, MinDevices, RunRecord,
+                                    SliceSummary, World)
+from harness.steps import StepTimes
 
 # AdamW with fp32 weights (autocast keeps the weights fp32, so they are the master copy):
 # 4 B weight + 4 B gradient + 8 B Adam moments (exp_avg, exp_avg_sq) per parameter, as the ZeRO
@@ -54,8 +51,8 @@ RESIDUAL_DEFINITION = ("RMS over the slices of |measured - fit| / measured; 0 by
 # is multiplied by that much.
 _FAR_EXTRAPOLATION = 4.0
 
-# runner(spec) -> record dict; runner(spec, env={...}) runs it with those environment variables.
-Runner = Callable[..., Mapping[str, Any]]
+# runner(spec) -> RunRecord; runner(spec, env={...}) runs it with those environment variables.
+Runner = Callable[..., RunRecord]
 
 # On CPU the peak memory is the process's peak RSS. By glibc's default the mmap threshold rises to
 # the largest block freed so far, and later blocks below it come from the heap, whose fragmentation
@@ -138,11 +135,10 @@ def slice_spec(spec: RunSpec, layers: int) -> RunSpec:
     if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers < depth:
         raise ConfigError("--depth-slices", f"slice of {layers!r} layers; allowed: 1..{depth - 1} "
                           f"(fewer layers than the full model's {depth})")
-    raw = spec.model_dump(mode="json")
-    raw["model"]["layers"] = layers
+    changes = {"model.layers": layers}
     if spec.model.family == "t5":
-        raw["model"]["decoder_layers"] = layers
-    return build_spec(raw)
+        changes["model.decoder_layers"] = layers
+    return with_changes(spec, changes)
 
 
 def parse_slices(text: str) -> tuple[int, ...]:
@@ -194,76 +190,62 @@ class SliceResult:
     peak_memory_bytes: int
     model_flops_per_step: int
     params: int
-    record: Mapping[str, Any]
-    runs: tuple[Mapping[str, Any], ...]
-    memory_record: Mapping[str, Any] | None = None
+    record: RunRecord
+    runs: tuple[RunRecord, ...]
+    memory_record: RunRecord | None = None
 
     @property
     def run_id(self) -> str:
-        return self.record["run_id"]
+        return self.record.run_id
 
     @property
-    def memory_method(self) -> str | None:
-        source = self.memory_record if self.memory_record is not None else self.record
-        return source.get("peak_memory_method")
+    def memory_method(self) -> str:
+        return (self.memory_record or self.record).peak_memory_method
 
     @property
     def memory_statistic(self) -> str:
         return MEMORY_RUN_STATISTIC if self.memory_record is not None else MEMORY_STATISTIC
 
     @classmethod
-    def from_records(cls, layers: int, records: Sequence[Mapping[str, Any]],
-                     memory_record: Mapping[str, Any] | None = None) -> "SliceResult":
+    def from_records(cls, layers: int, records: Sequence[RunRecord],
+                     memory_record: RunRecord | None = None) -> "SliceResult":
         """Combine the timed runs of one depth (1 or more) and its memory run, if any."""
         if not records:
             raise ValueError(f"no runs of the {layers}-layer depth to combine")
-        step_s = statistics.median(float(r["median_step_s"]) for r in records)
-        typical = min(records, key=lambda r: abs(float(r["median_step_s"]) - step_s))
+        step_s = statistics.median(r.median_step_s for r in records)
+        typical = min(records, key=lambda r: abs(r.median_step_s - step_s))
         if memory_record is not None:
-            peak = int(memory_record["peak_memory_bytes"])
+            peak = memory_record.peak_memory_bytes
         else:
-            peak = int(round(statistics.median(int(r["peak_memory_bytes"]) for r in records)))
+            peak = int(round(statistics.median(r.peak_memory_bytes for r in records)))
         return cls(layers=layers, step_s=step_s, peak_memory_bytes=peak,
-                   model_flops_per_step=int(typical["model_flops_per_step"]),
-                   params=int(typical["params"]), record=typical, runs=tuple(records), memory_record=memory_record)
+                   model_flops_per_step=typical.model_flops_per_step, params=typical.params,
+                   record=typical, runs=tuple(records), memory_record=memory_record)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> SliceSummary:
         """The slice as `depth_extrapolation.slices` lists it."""
-        return {"layers": self.layers, "step_s": self.step_s, "peak_memory_bytes": self.peak_memory_bytes,
-                "run_id": self.run_id, "repeats": len(self.runs),
-                "run_ids": [r["run_id"] for r in self.runs],
-                "median_step_s_runs": [float(r["median_step_s"]) for r in self.runs],
-                "peak_memory_bytes_runs": [int(r["peak_memory_bytes"]) for r in self.runs],
-                "memory_run_id": self.memory_record["run_id"] if self.memory_record is not None else None}
+        return SliceSummary(layers=self.layers, step_s=self.step_s, peak_memory_bytes=self.peak_memory_bytes,
+                            run_id=self.run_id, repeats=len(self.runs), run_ids=[r.run_id for r in self.runs],
+                            median_step_s_runs=[r.median_step_s for r in self.runs],
+                            peak_memory_bytes_runs=[r.peak_memory_bytes for r in self.runs],
+                            memory_run_id=self.memory_record.run_id if self.memory_record is not None else None)
 
 
 def run_in_subprocess(spec: RunSpec, *, python: str | None = None,
-                      env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                      env: Mapping[str, str] | None = None) -> RunRecord:
     """Measure `spec` with ``python -m harness run CONFIG --json`` in a fresh process, so that
     its peak memory is its own, with `env` added to this process's environment; the record is
     stored in a temporary results folder that is removed afterwards. HarnessError with the
     child's last stderr line when it fails."""
     import yaml
 
+    from harness.measure.launch import child_record
+
     with tempfile.TemporaryDirectory(prefix="harness-slice-") as tmp:
         config = Path(tmp) / "spec.yaml"
         config.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-        argv = [python or sys.executable, "-m", "harness", "run", str(config), "--json",
-                "--results-dir", str(Path(tmp) / "results")]
-        done = subprocess.run(argv, capture_output=True, text=True, check=False,
-                              env={**os.environ, **env} if env else None)
-    if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        last = lines[-1] if lines else "(no output on stderr)"
-        if done.returncode < 0:  # SIGKILL is what the kernel's out-of-memory killer sends
-            signal_name = signal.Signals(-done.returncode).name
-            raise HarnessError(f"killed by {signal_name}{' (out of memory?)' if signal_name == 'SIGKILL' else ''}; "
-                               f"last stderr line: {last}")
-        raise HarnessError(f"exit code {done.returncode}: {last}")
-    try:
-        return json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise HarnessError("the child printed no JSON record on stdout") from None
+        return child_record(["run", str(config), "--results-dir", str(Path(tmp) / "results")], env=env,
+                            python=python)
 
 
 def check_repeats(repeats: int) -> int:
@@ -273,16 +255,13 @@ def check_repeats(repeats: int) -> int:
 
 
 def _memory_spec(spec: RunSpec) -> RunSpec:
-    raw = spec.model_dump(mode="json")
-    raw["measure"].update(MEMORY_RUN_MEASURE)
-    return build_spec(raw)
+    return with_changes(spec, {f"measure.{key}": value for key, value in MEMORY_RUN_MEASURE.items()})
 
 
-def wants_memory_run(record: Mapping[str, Any]) -> bool:
+def wants_memory_run(record: RunRecord) -> bool:
     """Whether a depth measured as `record` needs a memory run of its own: on CPU under glibc
     (MALLOC_MMAP_THRESHOLD_ is glibc's; elsewhere the timed runs' peaks are used, as said)."""
-    device = ((record.get("env") or {}).get("device") or {}).get("type")
-    return device == "cpu" and platform.libc_ver()[0] == "glibc"
+    return record.device.type == "cpu" and platform.libc_ver()[0] == "glibc"
 
 
 def measure_depths(spec: RunSpec, depths: Sequence[int], *, repeats: int = 1, runner: Runner | None = None,
@@ -298,10 +277,10 @@ def measure_depths(spec: RunSpec, depths: Sequence[int], *, repeats: int = 1, ru
     depth = full_depth(spec)
     depths = sorted(set(depths))
     specs = {d: spec if d == depth else slice_spec(spec, d) for d in depths}
-    runs: dict[int, list[Mapping[str, Any]]] = {d: [] for d in depths}
-    memory: dict[int, Mapping[str, Any]] = {}
+    runs: dict[int, list[RunRecord]] = {d: [] for d in depths}
+    memory: dict[int, RunRecord] = {}
 
-    def run(layers: int, what: str, sliced: RunSpec, env: Mapping[str, str] | None = None) -> Mapping[str, Any]:
+    def run(layers: int, what: str, sliced: RunSpec, env: Mapping[str, str] | None = None) -> RunRecord:
         if log is not None:
             log(f"depth slice {layers} of {depth} layers{what}: measuring in a fresh process")
         try:
@@ -331,16 +310,15 @@ def measure_slices(spec: RunSpec, slices: Sequence[int], *, repeats: int = 1, ru
 # Extrapolating
 
 
-def _device_memory(record: Mapping[str, Any]) -> tuple[int, str]:
+def _device_memory(record: RunRecord) -> tuple[int, str]:
     """(bytes, where from) of one device's memory: CUDA total memory, or CPU RAM."""
-    env = record.get("env") or {}
-    device = env.get("device") or {}
-    kind = device.get("type", "?")
-    if device.get("memory_bytes"):
+    device, cpu = record.env.device, record.env.cpu
+    kind = device.type if device is not None else record.device.type
+    if device is not None and device.memory_bytes:
         what = "GPU total memory" if kind == "cuda" else "total RAM"
-        return int(device["memory_bytes"]), f"{what} of {device.get('name', kind)} (record env.device.memory_bytes)"
-    if kind != "cuda" and (env.get("cpu") or {}).get("ram_bytes"):
-        return int(env["cpu"]["ram_bytes"]), "total RAM (record env.cpu.ram_bytes)"
+        return device.memory_bytes, f"{what} of {device.name} (record env.device.memory_bytes)"
+    if kind != "cuda" and cpu is not None and cpu.ram_bytes:
+        return cpu.ram_bytes, "total RAM (record env.cpu.ram_bytes)"
     if kind == "cuda":
         raise HarnessError("the slice record has no GPU memory size (env.device.memory_bytes)")
     import psutil
@@ -349,7 +327,7 @@ def _device_memory(record: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def min_devices(predicted_memory_bytes: float, params: int, per_layer_params: float,
-                device_memory_bytes: int, memory_source: str) -> dict[str, Any]:
+                device_memory_bytes: int, memory_source: str) -> MinDevices:
     """The fewest devices of `device_memory_bytes` each that hold one training step.
 
     Without sharding every device holds the whole model, so more devices do not help: 1 or
@@ -390,7 +368,7 @@ def min_devices(predicted_memory_bytes: float, params: int, per_layer_params: fl
     else:
         out["full_sharding"] = max(1, math.ceil(state / room))
         out["full_sharding_reason"] = None
-    return out
+    return MinDevices(**out)
 
 
 def _count_params(spec: RunSpec):
@@ -405,7 +383,7 @@ def _per_layer_flops(results: Sequence[SliceResult]) -> float:
     return (last.model_flops_per_step - first.model_flops_per_step) / (last.layers - first.layers)
 
 
-def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -> dict[str, Any]:
+def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -> DepthExtrapolation:
     """Fit step time and peak memory over the slices and predict them at `spec`'s full depth,
     with the fits' residuals and the minimum number of devices (see :func:`min_devices`).
     `params` (a build.ParamCounts of the full model) is counted on the meta device if absent."""
@@ -436,7 +414,7 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
             warnings.append(f"the {name} fit has a per-layer term <= 0 ({fit.per_layer:.3g}): the slices are "
                             "too noisy or too small to see a layer; the prediction is not meaningful")
     per_layer_rate = _per_layer_flops(results) / time_fit.per_layer if time_fit.per_layer > 0 else None
-    peak = largest.record.get("peak_flops_measured")
+    peak = largest.record.peak_flops_measured
     if per_layer_rate is not None and peak and per_layer_rate > peak:
         warnings.append(f"the per-layer step time ({time_fit.per_layer:.3g} s) implies {per_layer_rate / 1e9:.4g} "
                         f"GFLOP/s per layer, above the measured matmul peak ({peak / 1e9:.4g} GFLOP/s): the slices' "
@@ -449,35 +427,25 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
     statistics_used = {r.memory_statistic for r in results}
     largest_memory_statistic = largest.memory_statistic if len(statistics_used) == 1 else (
         "mixed: " + "; ".join(sorted(statistics_used)))
-    family = spec.model.family
-    return {
-        "method": "least squares of y = fixed + per_layer x layers over depth slices at full width, "
-                  "each slice measured in a fresh process",
-        "repeats": min(len(r.runs) for r in results),
-        "step_statistic": STEP_STATISTIC, "memory_statistic": largest_memory_statistic,
-        "layers_meaning": "encoder and decoder layers each (T5)" if family == "t5" else "transformer layers",
-        "full_layers": depth,
-        "slices": [r.summary() for r in results],
-        "predicted_step_s": predicted_s,
-        "predicted_peak_memory_bytes": int(round(predicted_memory)),
-        "peak_memory_method": largest.memory_method,
-        "residual": time_fit.residual,
-        "residual_memory": memory_fit.residual,
-        "residual_definition": RESIDUAL_DEFINITION,
-        "dof": time_fit.dof,
-        "per_layer_flops_per_s": per_layer_rate,
-        "extrapolation_factor": factor,
-        "fit": {
-            "step_s_fixed": time_fit.fixed, "step_s_per_layer": time_fit.per_layer,
-            "step_max_rel_residual": time_fit.max_rel_residual,
-            "memory_bytes_fixed": memory_fit.fixed, "memory_bytes_per_layer": memory_fit.per_layer,
-            "memory_max_rel_residual": memory_fit.max_rel_residual,
-        },
-        "params": params.total,
-        "params_per_layer": per_layer_params,
-        "min_devices": min_devices(predicted_memory, params.total, per_layer_params, memory_bytes, memory_source),
-        "warnings": warnings,
-    }
+    return DepthExtrapolation(
+        method="least squares of y = fixed + per_layer x layers over depth slices at full width, "
+               "each slice measured in a fresh process",
+        repeats=min(len(r.runs) for r in results),
+        step_statistic=STEP_STATISTIC, memory_statistic=largest_memory_statistic,
+        layers_meaning="encoder and decoder layers each (T5)" if spec.model.family == "t5" else "transformer layers",
+        full_layers=depth, slices=[r.summary() for r in results],
+        predicted_step_s=predicted_s, predicted_peak_memory_bytes=int(round(predicted_memory)),
+        peak_memory_method=largest.memory_method, residual=time_fit.residual, residual_memory=memory_fit.residual,
+        residual_definition=RESIDUAL_DEFINITION, dof=time_fit.dof, per_layer_flops_per_s=per_layer_rate,
+        extrapolation_factor=factor,
+        fit=DepthFit(step_s_fixed=time_fit.fixed, step_s_per_layer=time_fit.per_layer,
+                     step_max_rel_residual=time_fit.max_rel_residual, memory_bytes_fixed=memory_fit.fixed,
+                     memory_bytes_per_layer=memory_fit.per_layer,
+                     memory_max_rel_residual=memory_fit.max_rel_residual),
+        params=params.total, params_per_layer=per_layer_params,
+        min_devices=min_devices(predicted_memory, params.total, per_layer_params, memory_bytes, memory_source),
+        warnings=warnings,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,10 +465,11 @@ def _extrapolate_counts(dicts: Sequence[Mapping[str, int]], xs: Sequence[int], x
 
 
 def depth_sliced_record(spec: RunSpec, results: Sequence[SliceResult],
-                        extrapolation: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A run record (RunRecord.to_dict() shape, plus `depth_extrapolation`) that stands for the
-    full-depth model: the largest slice's record with the full model's spec, parameters and
-    counted model FLOPs, and the predicted step time and peak memory in place of measured ones.
+                        extrapolation: DepthExtrapolation | None = None) -> RunRecord:
+    """A run record (with `depth_extrapolation`) that stands for the full-depth model: the
+    largest slice's device, peaks, power and environment with the full model's spec, parameters
+    and counted model FLOPs, and the predicted step time and peak memory in place of measured ones,
+    derived by `RunRecord.from_measurement` like any run.
 
     * model FLOPs: counted at full depth on a fake replica (exact);
     * hardware FLOPs (per op too): the slices' counts extrapolated along their line (exact up to
@@ -510,96 +479,62 @@ def depth_sliced_record(spec: RunSpec, results: Sequence[SliceResult],
     * energy: the largest slice's average power x the predicted step time (the same device at
       the same load is assumed to draw the same power)."""
     from harness.flops.analytic import analytic_flops
-    from harness.flops.count import count_model_flops
-    from harness.results.record import utilization
-    from harness.measure.run import new_run_id
+    from harness.flops.count import count_model_flops, module_groups
+    from harness.measure.run import analytic_summary, new_run_id
 
     results = sorted(results, key=lambda r: r.layers)
     count, params = count_model_flops(spec)
-    extrapolation = dict(extrapolation or extrapolate(spec, results, params=params))
-    depth = extrapolation["full_layers"]
-    predicted_s = extrapolation["predicted_step_s"]
+    forward, _ = count_model_flops(with_changes(spec, {"train.grad_accum": 1}), backward=False)
+    extrapolation = extrapolation or extrapolate(spec, results, params=params)
+    depth, predicted_s = extrapolation.full_layers, extrapolation.predicted_step_s
     largest = results[-1]
+    base = largest.record
     xs = [r.layers for r in results]
     slice_records = [r.record for r in results]
-    base = copy.deepcopy(dict(largest.record))
-    world = base.get("world_size", 1) or 1
 
-    hardware = _extrapolate_counts([{"total": r["hardware_flops_per_step"]} for r in slice_records], xs, depth)["total"]
-    hardware_by_op = _extrapolate_counts([r["flops"]["hardware"]["by_op"] for r in slice_records], xs, depth)
-    uncounted = _extrapolate_counts([r["flops"].get("uncounted_ops", {}) for r in slice_records], xs, depth)
-    model_flops = count.total
-    analytic = analytic_flops(spec, params)
-    slice_ids = ", ".join(run["run_id"] for r in results for run in r.runs)
+    hardware_by_op = _extrapolate_counts([r.flops.hardware.by_op for r in slice_records], xs, depth)
+    per_rank_hardware = _extrapolate_counts([{"total": r.flops.hardware.per_rank_per_step} for r in slice_records],
+                                            xs, depth)["total"]
+    uncounted = _extrapolate_counts([r.flops.uncounted_ops for r in slice_records], xs, depth)
+    slice_ids = ", ".join(run.run_id for r in results for run in r.runs)
     repeats = min(len(r.runs) for r in results)
     now = datetime.now(timezone.utc)
 
-    flops = base["flops"]
-    flops["model"] = {"per_step": model_flops, "by_op": dict(count.by_op),
-                      "counted_on": f"fake (meta) replica at full depth ({depth} layers), no checkpointing",
-                      "recomputation_counted": False}
-    flops["hardware"] = {**flops["hardware"], "per_step": hardware, "by_op": hardware_by_op,
-                         "counted_on": f"extrapolated linearly in depth from the slices' counts "
-                                       f"({flops['hardware'].get('counted_on')}; slices {xs})"}
-    flops["analytic"] = {"six_n_per_step": analytic.six_n, "palm_per_step": analytic.palm,
-                         "kaplan_forward_per_step": analytic.kaplan_forward, "megatron_per_step": analytic.megatron,
-                         "megatron_recompute_per_step": analytic.megatron_recompute,
-                         "non_embedding_params": params.non_embedding}
-    flops["uncounted_ops"] = uncounted
+    energy = base.energy
+    if energy is not None:
+        steps = len(base.step_times_s)
+        scale = predicted_s * steps / base.total_measured_s  # J/step = average W x step time
+        joules_per_step = energy.joules_per_step * scale
+        energy = energy.model_copy(update=dict(  # rescaling a validated value: same types, new numbers
+            joules_per_step=joules_per_step, joules_per_token=joules_per_step / base.tokens_per_step,
+            components=[c.model_copy(update={"joules_per_step": None if c.joules_per_step is None
+                                             else c.joules_per_step * scale}) for c in energy.components],
+            note=(f"average power of slice run {largest.run_id} ({largest.layers} layers) x the predicted step "
+                  "time; a deeper model on the same device is assumed to draw the same power")))
 
-    achieved = model_flops / predicted_s
-    hardware_rate = hardware / predicted_s
-    energy = base.get("energy")
-    if isinstance(energy, dict) and energy.get("joules_per_step") is not None and base.get("total_measured_s"):
-        steps = len(base["step_times_s"])
-        scale = predicted_s * steps / base["total_measured_s"]  # J/step = average W x step time
-        energy["joules_per_step"] *= scale
-        energy["joules_per_token"] = energy["joules_per_step"] / base["tokens_per_step"]
-        for component in energy.get("components", []):
-            if component.get("joules_per_step") is not None:
-                component["joules_per_step"] *= scale
-        energy["note"] = (f"average power of slice run {largest.run_id} ({largest.layers} layers) x the "
-                          "predicted step time; a deeper model on the same device is assumed to draw the same power")
-
-    provenance = dict(base.get("provenance") or {})
-    provenance.update({
-        "step_times_s": "predicted from depth slices", "peak_memory_bytes": "predicted from depth slices",
-        "tokens_per_s": "predicted (tokens per step / predicted step time)",
-        "samples_per_s": "predicted (samples per step / predicted step time)",
-        "model_flops_per_step": "counted (full depth, fake replica)",
-        "hardware_flops_per_step": "counted on the slices, extrapolated linearly in depth",
-        "achieved_flops_per_s": "counted/predicted", "mfu_measured": "counted/predicted",
-        "iqr_step_s": "none: one predicted step has no spread (see depth_extrapolation.residual)",
-        "energy": "largest slice's average power x predicted step time",
-    })
     each = f", {repeats} runs each" if repeats > 1 else ""
     warnings = [f"depth-sliced: step time and peak memory predicted from slices {xs} of {depth} layers{each} "
-                f"(runs {slice_ids}); fit residual {extrapolation['residual']:.2%} (time), "
-                f"{extrapolation['residual_memory']:.2%} (memory)"]
-    warnings += list(extrapolation.get("warnings", []))
-    warnings += [f"slice {largest.layers} layers: {w}" for w in base.get("warnings", [])]
-
-    base.update(
-        run_id=new_run_id(spec, now), created_at=now.isoformat(timespec="seconds"),
-        config_hash=spec.config_hash(), model=spec.model.model_dump(), spec=spec.model_dump(mode="json"),
+                f"(runs {slice_ids}); fit residual {extrapolation.residual:.2%} (time), "
+                f"{extrapolation.residual_memory:.2%} (memory)"]
+    warnings += extrapolation.warnings
+    warnings += [f"slice {largest.layers} layers: {w}" for w in base.warnings]
+    hardware_summary = base.flops.hardware or FlopSummary(per_rank_per_step=0)
+    measurement = Measurement(
+        spec=spec, run_id=new_run_id(spec, now), created_at=now, times=StepTimes((), (predicted_s,)),
+        model_flops=FlopSummary(per_rank_per_step=count.total, by_op=dict(count.by_op),
+                                forward_by_module=module_groups(forward.by_module),
+                                counted_on=f"fake (meta) replica at full depth ({depth} layers), no checkpointing"),
+        hardware_flops=FlopSummary(per_rank_per_step=per_rank_hardware, by_op=hardware_by_op,
+                                   counted_on=f"extrapolated linearly in depth from the slices' counts "
+                                              f"({hardware_summary.counted_on}; slices {xs})",
+                                   recomputation_counted=hardware_summary.recomputation_counted),
+        analytic=analytic_summary(analytic_flops(spec, params), params), uncounted_ops=uncounted,
         params=params.total, params_non_embedding=params.non_embedding,
-        warmup_times_s=[], step_times_s=[predicted_s], median_step_s=predicted_s,
-        iqr_step_s=None, cv_step=None, total_measured_s=predicted_s,
-        tokens_per_s=base["tokens_per_step"] / predicted_s,
-        samples_per_s=spec.samples_per_step * world / predicted_s,
-        per_device_tokens_per_s=base["tokens_per_step"] / predicted_s / world,
-        model_flops_per_step=model_flops, hardware_flops_per_step=hardware,
-        achieved_flops_per_s=achieved, hardware_flops_per_s=hardware_rate,
-        mfu_datasheet=utilization(achieved / world, base.get("peak_flops_datasheet")),
-        mfu_measured=utilization(achieved / world, base.get("peak_flops_measured")),
-        hfu_datasheet=utilization(hardware_rate / world, base.get("peak_flops_datasheet")),
-        hfu_measured=utilization(hardware_rate / world, base.get("peak_flops_measured")),
-        peak_memory_bytes=extrapolation["predicted_peak_memory_bytes"],
-        peak_memory_method=f"predicted from depth slices ({extrapolation.get('peak_memory_method')})",
-        flops=flops, energy=energy, provenance=provenance, warnings=warnings, per_rank=None,
-        timing={**base.get("timing", {}), "depth_slices": xs,
-                "throughput_rule": "tokens per step / predicted step time"},
-        depth_extrapolation={**extrapolation, "hardware_flops_per_step": hardware,
-                             "hardware_flops_method": "slices' counts extrapolated linearly in depth"},
-    )
-    return base
+        datasheet=base.peaks.datasheet, measured_peak=base.peaks.measured, energy=energy, env=base.env,
+        device=base.device, world=World(world_size=base.world_size, nnodes=base.nnodes, strategy=base.strategy),
+        peak_memory_bytes=extrapolation.predicted_peak_memory_bytes,
+        peak_memory_method=f"predicted from depth slices ({extrapolation.peak_memory_method})",
+        clock=base.timing.clock, optimizer=base.optimizer, how_timed="predicted")
+    full = extrapolation.model_copy(update={"hardware_flops_per_step": per_rank_hardware * base.world_size,
+                                            "hardware_flops_method": "slices' counts extrapolated linearly in depth"})
+    return RunRecord.from_measurement(measurement, depth_extrapolation=full, extra_warnings=warnings)

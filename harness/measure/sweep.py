@@ -27,8 +27,9 @@ from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.config import RunSpec, load_spec, read_yaml
+from harness.config import RunSpec, load_spec, read_yaml, with_changes
 from harness.errors import ConfigError
+from harness.results.record import SweepInfo
 
 SWEEPS_DIR = "sweeps"
 
@@ -185,8 +186,6 @@ def run_sweep(sweep: Sweep, *, results_dir: Path, resume: bool = False, source: 
     """Measure every point in order, saving each record; out-of-memory points are recorded as
     failed and the sweep goes on. `measure` and `save` are seams (default: the real ones).
     `measured_hashes` are config hashes already stored (skipped with --resume)."""
-    import dataclasses
-
     from harness.results.store import write_json_atomic
 
     if measure is None:
@@ -232,8 +231,8 @@ def run_sweep(sweep: Sweep, *, results_dir: Path, resume: bool = False, source: 
                         raise
                     entry.update(status="failed", error=f"out of memory: {str(err).splitlines()[0][:200]}")
                 else:
-                    record = dataclasses.replace(record, sweep={"name": sweep.name, "point": point.index,
-                                                                "overrides": list(entry["overrides"])})
+                    record = record.evolve(sweep=SweepInfo(name=sweep.name, point=point.index,
+                                                           overrides=list(entry["overrides"])))
                     save(record, results_dir)
                     entry.update(status="measured", run_id=record.run_id, config_hash=record.config_hash)
         state.points.append(entry)
@@ -244,22 +243,15 @@ def run_sweep(sweep: Sweep, *, results_dir: Path, resume: bool = False, source: 
 
 
 def _with_batch(spec: RunSpec, batch: int) -> RunSpec:
-    from harness.config import build_spec
-
-    raw = spec.model_dump(mode="json")
-    raw["train"]["batch_size"] = batch
-    return build_spec(raw)
+    return with_changes(spec, {"train.batch_size": batch})
 
 
 def _fits(spec: RunSpec, batch: int, measure: Callable[[RunSpec], Any]) -> bool:
     """One short trial at `batch` (no warm-up, one step); out of memory → False."""
-    from harness.config import build_spec
-
-    raw = spec.model_dump(mode="json")
-    raw["train"]["batch_size"] = batch
-    raw["measure"].update(warmup_steps=0, steps=1, energy=False)
+    trial = with_changes(spec, {"train.batch_size": batch, "measure.warmup_steps": 0, "measure.steps": 1,
+                                "measure.energy": False})
     try:
-        measure(build_spec(raw))
+        measure(trial)
     except Exception as err:  # noqa: BLE001
         if is_out_of_memory(err):
             return False

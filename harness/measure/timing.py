@@ -7,12 +7,11 @@ The clock is injectable so that tests run on a fake, deterministic clock.
 
 from __future__ import annotations
 
-import statistics
 import time
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Protocol
 
-CV_WARN_THRESHOLD = 0.10
+from harness.steps import CV_WARN_THRESHOLD, StepTimes  # noqa: F401  (re-exported)
 
 
 class Clock(Protocol):
@@ -69,57 +68,15 @@ def clock_for(device_type: str) -> Clock:
     return CudaEventClock("cuda") if device_type == "cuda" else PerfCounterClock()
 
 
-@dataclass(frozen=True)
-class StepTimes:
-    """Raw per-step times in seconds; statistics are derived from `steps_s` only."""
-
-    warmup_s: tuple[float, ...]
-    steps_s: tuple[float, ...]
-
-    @property
-    def total_s(self) -> float:
-        return sum(self.steps_s)
-
-    @property
-    def median_s(self) -> float:
-        return statistics.median(self.steps_s)
-
-    @property
-    def mean_s(self) -> float:
-        return statistics.fmean(self.steps_s)
-
-    @property
-    def iqr_s(self) -> float:
-        """Interquartile range (inclusive quartiles, linear interpolation), seconds."""
-        if len(self.steps_s) < 2:
-            return 0.0
-        q1, _, q3 = statistics.quantiles(self.steps_s, n=4, method="inclusive")
-        return q3 - q1
-
-    @property
-    def cv(self) -> float:
-        """Coefficient of variation: sample standard deviation / mean (0 for one step)."""
-        if len(self.steps_s) < 2:
-            return 0.0
-        return statistics.stdev(self.steps_s) / self.mean_s
-
-    def warnings(self) -> list[str]:
-        """Human-readable warnings about the spread of the measured steps."""
-        if self.cv > CV_WARN_THRESHOLD:
-            return [f"step times vary: CV {self.cv:.1%} exceeds {CV_WARN_THRESHOLD:.0%}; "
-                    "use more steps or a quieter machine"]
-        return []
-
-    def per_s(self, units_per_step: float) -> float:
-        """Throughput: units over the total measured time (never a mean of per-step rates)."""
-        return units_per_step * len(self.steps_s) / self.total_s
-
-
 def time_steps(step: Callable[[], object], *, warmup: int, steps: int, clock: Clock,
-               on_step: Callable[[str, int, float], None] | None = None) -> StepTimes:
-    """Run `warmup` then `steps` calls of `step`, each timed alone by `clock`."""
+               on_step: Callable[[str, int, float], None] | None = None,
+               window: AbstractContextManager | None = None) -> StepTimes:
+    """Run `warmup` then `steps` calls of `step`, each timed alone by `clock`. `window` (a
+    context manager, e.g. the power sampler) is entered just before the first measured step and
+    left just after the last one, so it covers the measured steps only."""
     times: dict[str, list[float]] = {"warmup": [], "measure": []}
-    for phase, n in (("warmup", warmup), ("measure", steps)):
+
+    def run(phase: str, n: int) -> None:
         for i in range(n):
             token = clock.start()
             step()
@@ -127,4 +84,8 @@ def time_steps(step: Callable[[], object], *, warmup: int, steps: int, clock: Cl
             times[phase].append(seconds)
             if on_step is not None:
                 on_step(phase, i, seconds)
+
+    run("warmup", warmup)
+    with window if window is not None else nullcontext():
+        run("measure", steps)
     return StepTimes(tuple(times["warmup"]), tuple(times["measure"]))

@@ -4,5 +4,6 @@
 """
 
 from harness.results.api import ImportResult, export, get, import_files, load, read_records, records
+from harness.results.record import RunRecord
 
-__all__ = ["ImportResult", "export", "get", "import_files", "load", "read_records", "records"]
+__all__ = ["ImportResult", "RunRecord", "export", "get", "import_files", "load", "read_records", "records"]

@@ -5,36 +5,24 @@ columns (see `harness.results.store.COLUMNS`); `records` gives the full JSON rec
 filters. `export` writes CSV or Parquet with a `record_json` column that holds each whole
 record, so `import_files` of an export loses nothing. Imports also take JSON records (one
 record, or a list of them, as `harness run --json` prints and `results/runs/*.json` holds),
-are checked in full before anything is written, and skip run ids already stored.
+are validated in full by the record model (older forms migrated) before anything is written, and skip run ids already stored.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from harness.errors import ConfigError
-from harness.results.store import DB_NAME, RUN_ID_PATTERN, save_many
+from harness.results.record import RunRecord
+from harness.results.store import DB_NAME, record_of_row, save_many
 
 EXPORT_FORMATS = ("csv", "parquet")
-
-# What a record must carry to be stored and compared: key → allowed JSON types. Other keys
-# (energy, world_size, and whatever later versions add) are kept as they are.
-_NUM = (int, float)
-REQUIRED_KEYS: dict[str, tuple[type, ...]] = {
-    "run_id": (str,), "created_at": (str,), "model": (dict,), "params": (int,), "batch_size": (int,),
-    "seq_len": (int,), "grad_accum": (int,), "dtype": (str,), "device": (dict,),
-    "step_times_s": (list,), "warmup_times_s": (list,), "median_step_s": _NUM, "tokens_per_s": _NUM,
-    "model_flops_per_step": (int,), "achieved_flops_per_s": _NUM, "peak_flops_measured": _NUM,
-    "mfu_measured": _NUM, "spec": (dict,), "schema_version": (int,),
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # Reading
@@ -95,21 +83,21 @@ def load(results_dir: str | Path = "results", *, model: str | None = None, devic
     UTC timestamps). Filters: `model` (preset or family), `device` (type, e.g. "cuda", or part of
     the device name, e.g. "H100"; case-insensitive), `dtype`, `since`/`until` (ISO dates or
     datetimes, inclusive; a bare date as `until` includes that day). `with_record` adds
-    `record`, each run's full record as a dict."""
+    `record`, each run's full record (a RunRecord)."""
     for name, value in (("since", since), ("until", until)):
         _when(value, f"--{name}")
     frame = _filter(_frame(Path(results_dir)), model=model, device=device, dtype=dtype, since=since, until=until)
     if with_record:
-        frame["record"] = [json.loads(text) for text in frame["record_json"]]
+        frame["record"] = [record_of_row(run_id, text) for run_id, text in zip(frame["run_id"], frame["record_json"])]
     return frame.drop(columns=["record_json"])
 
 
-def records(results_dir: str | Path = "results", **filters) -> list[dict[str, Any]]:
-    """The full JSON records of the runs `load(results_dir, **filters)` selects, oldest first."""
+def records(results_dir: str | Path = "results", **filters) -> list[RunRecord]:
+    """The full records of the runs `load(results_dir, **filters)` selects, oldest first."""
     return list(load(results_dir, with_record=True, **filters)["record"])
 
 
-def get(run_id: str, results_dir: str | Path = "results") -> dict[str, Any]:
+def get(run_id: str, results_dir: str | Path = "results") -> RunRecord:
     """One stored record by run id or a unique prefix of it; ConfigError when none or several match."""
     from harness.results.store import find_record
 
@@ -173,45 +161,7 @@ class ImportResult:
     files: tuple[str, ...]
 
 
-def check_record(data: Any, where: str) -> dict[str, Any]:
-    """`data` if it is a record harness can store and compare; else ConfigError naming `where`
-    and the first problem."""
-    from harness.results.record import SCHEMA_VERSION
-
-    if not isinstance(data, dict):
-        raise ConfigError(where, f"a record must be a JSON object, got {type(data).__name__}")
-    missing = [key for key in REQUIRED_KEYS if key not in data]
-    if missing:
-        raise ConfigError(where, f"not a run record: missing {', '.join(missing)}")
-    for key, types in REQUIRED_KEYS.items():
-        value = data[key]
-        if not isinstance(value, types) or isinstance(value, bool):
-            allowed = "a number" if types == _NUM else {int: "an integer", str: "a string", list: "a list",
-                                                        dict: "an object"}[types[0]]
-            raise ConfigError(f"{where}: {key}", f"must be {allowed}, got {json.dumps(value)[:40]}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}: {key}", f"must be finite, got {value}")
-    run_id = data["run_id"]
-    if not RUN_ID_PATTERN.match(run_id):
-        raise ConfigError(f"{where}: run_id", f"{run_id!r} is not a valid run id (letters, digits, . _ + -)")
-    try:
-        datetime.fromisoformat(data["created_at"].replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"{where}: created_at", f"{data['created_at']!r} is not an ISO datetime") from None
-    for key in ("step_times_s", "warmup_times_s"):
-        if not all(isinstance(t, _NUM) and not isinstance(t, bool) and t >= 0 for t in data[key]):
-            raise ConfigError(f"{where}: {key}", "must be a list of non-negative seconds")
-    if not data["step_times_s"]:
-        raise ConfigError(f"{where}: step_times_s", "is empty")
-    if "family" not in data["model"] or "type" not in data["device"]:
-        raise ConfigError(where, "model needs a family and device a type")
-    if data["schema_version"] > SCHEMA_VERSION:
-        raise ConfigError(f"{where}: schema_version", f"{data['schema_version']} is newer than this harness "
-                                                      f"reads ({SCHEMA_VERSION}); upgrade harness")
-    return data
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[RunRecord]:
     """The records in one file: JSON (a record or a list of records), or a CSV/Parquet export
     (its `record_json` column). ConfigError naming the file (and row) on anything malformed."""
     path = Path(path)
@@ -241,7 +191,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                 data = json.loads(text)
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{name}: row {i}", f"record_json is not valid JSON ({err})") from None
-            out.append(check_record(data, f"{name}: row {i}"))
+            out.append(RunRecord.from_json(data, f"{name}: row {i}"))
         return out
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -250,8 +200,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     except ValueError as err:
         raise ConfigError(name, f"not valid JSON ({err})") from None
     if isinstance(data, list):
-        return [check_record(item, f"{name}: item {i}") for i, item in enumerate(data, start=1)]
-    return [check_record(data, name)]
+        return [RunRecord.from_json(item, f"{name}: item {i}") for i, item in enumerate(data, start=1)]
+    return [RunRecord.from_json(data, name)]
 
 
 def import_files(paths: Sequence[str | Path], results_dir: str | Path = "results") -> ImportResult:
@@ -259,7 +209,7 @@ def import_files(paths: Sequence[str | Path], results_dir: str | Path = "results
     read and checked first; then all new records go in one transaction: all or none."""
     if not paths:
         raise ConfigError("FILE", "give at least one file to import")
-    found: list[dict[str, Any]] = []
+    found: list[RunRecord] = []
     for path in paths:
         found += read_records(Path(path))
     added, skipped = save_many(found, Path(results_dir))

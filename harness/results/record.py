@@ -1,43 +1,364 @@
-"""Record: the stored result of one run, a frozen value with a flat JSON form.
+"""Record: the stored result of one run, a frozen value whose parts are values too.
+
+Data flow: a :class:`Measurement` (what the timed window gave: step times, counts, peaks, energy,
+environment, world) → :meth:`RunRecord.from_measurement`, the one place where rates, MFU/HFU,
+provenance and warnings are derived, for normal and depth-sliced runs alike → the JSON form
+(`to_dict`) that the store keeps → :meth:`RunRecord.from_json`, which migrates an older form and
+validates (an imported record is checked by the model itself).
 
 Every figure's origin is in `provenance`: measured (timed here), counted (torch's FLOP counter),
-datasheet (vendor table), analytic (closed-form formula), or null when unknown.
+datasheet (vendor table), analytic (closed-form formula), predicted (depth slices), or null when
+unknown. Names say whether a figure is for the whole world or one rank: the top-level FLOPs,
+tokens and rates are the world's (every rank, every micro-batch); `flops.model` and
+`flops.hardware` hold one rank's count (`per_rank_per_step`).
+
+Versions of the JSON form: 1 (the first release: `flops.model.per_step`, one rank's), 2 (that
+count named `per_rank_per_step`, `flops.model.forward_by_module` added). `migrate` takes any known older
+form to the current one; each step is a function, append only.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Callable, Literal
 
-SCHEMA_VERSION = 1
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.config import ModelSpec, RunSpec
+from harness.errors import ConfigError
+from harness.steps import StepTimes
+
+SCHEMA_VERSION = 2
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$"  # also a safe file name
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One measured run. Times in seconds, FLOPs per optimizer step, memory in bytes."""
+class Value(BaseModel):
+    """A frozen part of a record: unknown keys and non-finite numbers are refused."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Open(BaseModel):
+    """A frozen part whose keys vary by machine (environment facts): extra keys are kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False)
+
+
+# ---- parts of a record -----------------------------------------------------------------------
+
+class DeviceInfo(Value):
+    """The compute device a run used: cuda or cpu, its name, devices per rank."""
+
+    type: str
+    name: str = "?"
+    count: int = 1
+
+
+class FlopSummary(Value):
+    """One rank's FLOPs of one optimizer step (all its micro-batches), FLOP = 2*MAC."""
+
+    per_rank_per_step: int = Field(ge=0)
+    by_op: dict[str, int] = {}
+    # Own forward FLOPs of one micro-batch by module group, layers merged (h.*.attn); None when
+    # not counted (hardware counts, records of version 1)
+    forward_by_module: dict[str, int] | None = None
+    counted_on: str = "unknown"
+    recomputation_counted: bool = False
+
+
+class AnalyticFlops(Value):
+    """Closed-form FLOPs per step (one rank) for comparison: harness.flops.analytic."""
+
+    six_n_per_step: float
+    palm_per_step: float
+    kaplan_forward_per_step: float
+    megatron_per_step: float
+    megatron_recompute_per_step: float
+    non_embedding_params: int
+
+
+class Flops(Value):
+    convention: str = "2*MAC"
+    model: FlopSummary
+    hardware: FlopSummary | None = None
+    analytic: AnalyticFlops | None = None
+    uncounted_ops: dict[str, int] = {}
+    grad_accum_micro_batches: int = 1
+
+
+class DatasheetPeakInfo(Value):
+    """The datasheet's dense peak for the run's device and math mode; None when unknown."""
+
+    flops_per_s: float | None = None
+    gpu: str | None = None
+    mode: str | None = None
+    source: str | None = None
+
+
+class MeasuredPeakInfo(Value):
+    """Best matmul throughput measured on the device: `matmul_size`³ in `dtype`."""
+
+    flops_per_s: float
+    matmul_size: int | None = None
+    dtype: str | None = None
+    reps: int | None = None
+    trials: int | None = None
+    clock: str | None = None
+
+
+class Peaks(Value):
+    datasheet: DatasheetPeakInfo = DatasheetPeakInfo()
+    measured: MeasuredPeakInfo | None = None
+
+
+class Timing(Value):
+    clock: str = "?"
+    warmup_steps: int | None = None
+    steps: int | None = None
+    throughput_rule: str | None = None
+    depth_slices: list[int] | None = None
+
+
+class ComponentEnergyInfo(Value):
+    """One component's energy over the sampled window and per measured step."""
+
+    component: str
+    energy_j: float
+    avg_w: float
+    method: str                      # counter | integrated | rapl | estimated
+    detail: str
+    joules_per_step: float | None = None
+
+
+class Energy(Value):
+    """Energy of the measured steps: per step, per token, per component with its method."""
+
+    joules_per_step: float
+    joules_per_token: float | None = None
+    avg_watts: float | None = None
+    components: list[ComponentEnergyInfo] = []
+    methods: dict[str, str] = {}
+    estimated: bool = False
+    missing: list[str] = []
+    window_s: float | None = None
+    interval_s: float | None = None
+    samples: int | None = None
+    note: str | None = None
+
+    @property
+    def method_label(self) -> str:
+        return "estimated" if self.estimated else "measured"
+
+
+class EnvDevice(Open):
+    type: str
+    name: str = "?"
+    count: int = 1
+    memory_bytes: int | None = None
+
+
+class CpuInfo(Open):
+    model: str | None = None
+    physical_cores: int | None = None
+    logical_cores: int | None = None
+    ram_bytes: int | None = None
+
+
+class Environment(Open):
+    """Where a number came from: device, CPU, NVML, library versions, git commit."""
+
+    device: EnvDevice | None = None
+    cpu: CpuInfo | None = None
+    nvml: dict[str, Any] | None = None
+    tf32_matmul: bool = False
+    git_commit: str | None = None
+
+
+class RankResult(Value):
+    """One rank's own step times (s) and peak memory (bytes)."""
+
+    rank: int
+    warmup_times_s: list[float]
+    step_times_s: list[float]
+    peak_memory_bytes: int
+
+
+class SweepInfo(Value):
+    name: str
+    point: int
+    overrides: list[str] = []
+
+
+class Scaling(Value):
+    """Weak-scaling efficiency of a multi-device run against a stored one-device run."""
+
+    efficiency: float | None = None
+    world_size: int | None = None
+    source: str | None = None
+    reason: str | None = None
+    definition: str | None = None
+
+
+class SliceSummary(Value):
+    layers: int
+    step_s: float
+    peak_memory_bytes: int
     run_id: str
-    created_at: str
-    config_hash: str
-    model: dict[str, Any]
+    repeats: int = 1
+    run_ids: list[str] = []
+    median_step_s_runs: list[float] = []
+    peak_memory_bytes_runs: list[int] = []
+    memory_run_id: str | None = None
+
+
+class DepthFit(Value):
+    step_s_fixed: float
+    step_s_per_layer: float
+    step_max_rel_residual: float
+    memory_bytes_fixed: float
+    memory_bytes_per_layer: float
+    memory_max_rel_residual: float
+
+
+class MinDevices(Value):
+    """The fewest devices that hold one training step, without and with full sharding."""
+
+    device_memory_bytes: int
+    device_memory_source: str
+    state_bytes_per_param: int
+    state_bytes_per_param_source: str
+    state_bytes: int
+    unsharded_bytes: float
+    gathered_layer_bytes: float
+    assumptions: str
+    without_sharding: int | None
+    without_sharding_reason: str | None
+    full_sharding: int | None
+    full_sharding_reason: str | None
+
+
+class DepthExtrapolation(Value):
+    """How a depth-sliced record's step time and memory were predicted (harness.measure.slices)."""
+
+    method: str
+    repeats: int = 1
+    step_statistic: str | None = None
+    memory_statistic: str | None = None
+    layers_meaning: str
+    full_layers: int
+    slices: list[SliceSummary]
+    predicted_step_s: float
+    predicted_peak_memory_bytes: int
+    peak_memory_method: str | None = None
+    residual: float
+    residual_memory: float
+    residual_definition: str
+    dof: int
+    per_layer_flops_per_s: float | None = None
+    extrapolation_factor: float
+    fit: DepthFit
+    params: int
+    params_per_layer: float
+    min_devices: MinDevices
+    warnings: list[str] = []
+    hardware_flops_per_step: int | None = None
+    hardware_flops_method: str | None = None
+
+
+PROVENANCE = {
+    "step_times_s": "measured", "tokens_per_s": "measured", "samples_per_s": "measured",
+    "peak_memory_bytes": "measured", "peak_flops_measured": "measured",
+    "model_flops_per_step": "counted", "hardware_flops_per_step": "counted",
+    "achieved_flops_per_s": "counted/measured", "mfu_measured": "counted/measured",
+    "flops.analytic": "analytic",
+    "energy": "per component: counter | integrated | rapl (measured) or estimated",
+}
+
+PREDICTED_PROVENANCE = {
+    "step_times_s": "predicted from depth slices", "peak_memory_bytes": "predicted from depth slices",
+    "tokens_per_s": "predicted (tokens per step / predicted step time)",
+    "samples_per_s": "predicted (samples per step / predicted step time)",
+    "model_flops_per_step": "counted (full depth, fake replica)",
+    "hardware_flops_per_step": "counted on the slices, extrapolated linearly in depth",
+    "achieved_flops_per_s": "counted/predicted", "mfu_measured": "counted/predicted",
+    "iqr_step_s": "none: one predicted step has no spread (see depth_extrapolation.residual)",
+    "energy": "largest slice's average power x predicted step time",
+}
+
+
+def utilization(flops_per_s: float, peak: float | None) -> float | None:
+    """Achieved / peak, or None when the peak is unknown."""
+    return None if not peak else flops_per_s / peak
+
+
+# ---- what the timed window gave ----------------------------------------------------------------
+
+class World(Value):
+    """The processes a run spanned: ranks, nodes, and how the model was spread."""
+
+    world_size: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
+    strategy: Literal["single", "ddp", "fsdp"] = "single"
+
+
+class Measurement(BaseModel):
+    """Everything one run measured or counted, before any derivation; one rank's counts, the
+    slowest rank's step times. `how_timed` "predicted" marks a depth-sliced stand-in."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    spec: RunSpec
+    run_id: str
+    created_at: datetime
+    times: StepTimes
+    model_flops: FlopSummary
+    hardware_flops: FlopSummary
+    analytic: AnalyticFlops
+    uncounted_ops: dict[str, int]
     params: int
     params_non_embedding: int
-    batch_size: int
-    seq_len: int
+    datasheet: DatasheetPeakInfo
+    measured_peak: MeasuredPeakInfo
+    energy: Energy | None
+    env: Environment
+    device: DeviceInfo
+    world: World = World()
+    per_rank: list[RankResult] | None = None
+    peak_memory_bytes: int
+    peak_memory_method: str
+    clock: str
+    optimizer: str
+    warnings: list[str] = []
+    how_timed: Literal["measured", "predicted"] = "measured"
+
+
+# ---- the record ------------------------------------------------------------------------------
+
+class RunRecord(Value):
+    """One run. Times in seconds, FLOPs per optimizer step, memory in bytes; the top-level
+    FLOPs, tokens and rates are for the whole world (every rank)."""
+
+    run_id: str = Field(pattern=RUN_ID_PATTERN)
+    created_at: str                        # ISO 8601 with offset, seconds
+    config_hash: str
+    model: ModelSpec
+    params: int
+    params_non_embedding: int
+    batch_size: int = Field(gt=0)
+    seq_len: int = Field(gt=0)
     decoder_seq_len: int | None
-    grad_accum: int
+    grad_accum: int = Field(gt=0)
     dtype: str
-    device: dict[str, Any]
+    device: DeviceInfo
     compile: bool
     checkpointing: bool
     optimizer: str
     warmup_times_s: list[float]
-    step_times_s: list[float]
-    median_step_s: float
+    step_times_s: list[float] = Field(min_length=1)
+    median_step_s: float = Field(gt=0)
     iqr_step_s: float | None   # None for a depth-sliced record (one predicted step, no spread)
     cv_step: float | None
-    total_measured_s: float
+    total_measured_s: float = Field(gt=0)
     tokens_per_step: int
     tokens_per_s: float
     samples_per_s: float
@@ -53,38 +374,188 @@ class RunRecord:
     hfu_measured: float
     peak_memory_bytes: int
     peak_memory_method: str
-    flops: dict[str, Any]
-    peaks: dict[str, Any]
-    timing: dict[str, Any]
+    flops: Flops
+    peaks: Peaks
+    timing: Timing
     warnings: list[str]
-    env: dict[str, Any]
-    spec: dict[str, Any]
-    provenance: dict[str, str] = field(default_factory=dict)
-    energy: dict[str, Any] | None = None   # harness.measure.energy: per step/token, per component with method
-    world_size: int = 1                    # ranks; FLOPs, tokens and throughput above are for all of them
-    nnodes: int = 1
+    env: Environment
+    spec: RunSpec
+    provenance: dict[str, str] = {}
+    energy: Energy | None = None
+    world_size: int = Field(1, ge=1)
+    nnodes: int = Field(1, ge=1)
     strategy: str = "single"               # single | ddp | fsdp
     per_device_tokens_per_s: float | None = None
-    per_rank: list[dict[str, Any]] | None = None  # each rank's own step times and peak memory
-    sweep: dict[str, Any] | None = None    # {name, point, overrides} when the run is a sweep point
-    scaling: dict[str, Any] | None = None  # multi-device runs: weak-scaling efficiency vs a stored 1-device run
-    depth_extrapolation: dict[str, Any] | None = None  # harness.measure.slices: full depth predicted from slices
+    per_rank: list[RankResult] | None = None
+    sweep: SweepInfo | None = None
+    scaling: Scaling | None = None
+    depth_extrapolation: DepthExtrapolation | None = None
     schema_version: int = SCHEMA_VERSION
 
+    @field_validator("created_at")
+    @classmethod
+    def _iso(cls, text: str) -> str:
+        try:
+            datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not an ISO datetime") from None
+        return text
+
+    @field_validator("step_times_s", "warmup_times_s")
+    @classmethod
+    def _non_negative(cls, times: list[float]) -> list[float]:
+        if any(t < 0 for t in times):
+            raise ValueError("must be a list of non-negative seconds")
+        return times
+
+    # -- derived views: one name each, so no consumer re-derives them --
+
+    @property
+    def how_timed(self) -> str:
+        """"measured", or "predicted from depth slices" for a depth-sliced record."""
+        return "predicted from depth slices" if self.depth_extrapolation else "measured"
+
+    @property
+    def achieved_flops_per_s_per_device(self) -> float:
+        """Model FLOP/s of one device: a multi-device record's rate is for all its ranks (its
+        scaling losses stay in it)."""
+        return self.achieved_flops_per_s / self.world_size
+
+    @property
+    def tokens_per_device_step(self) -> float:
+        """Tokens one device consumes per optimizer step."""
+        return self.tokens_per_step / self.world_size
+
+    @property
+    def model_label(self) -> str:
+        """"bert-base", "bert-base (layers=2)", or the family: see ModelSpec.label."""
+        return self.model.label
+
+    def evolve(self, **changes: Any) -> "RunRecord":
+        """This record with `changes` applied, validated again (never `model_copy(update=...)`)."""
+        return RunRecord.model_validate({**self.model_dump(), **changes})
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The JSON form (what `results/runs/<run_id>.json` holds)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "record") -> "RunRecord":
+        """A record from its JSON form, of this version or an older one (migrated forward).
+        ConfigError naming `where`, the field and what is wrong on anything else."""
+        if not isinstance(data, dict):
+            raise ConfigError(where, f"a record must be a JSON object, got {type(data).__name__}")
+        try:
+            return cls.model_validate(migrate(data))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err.field}", err.message) from None
+        except ValidationError as err:
+            raise validation_error(err, where) from None
+
+    @classmethod
+    def from_measurement(cls, m: Measurement, *, depth_extrapolation: DepthExtrapolation | None = None,
+                         extra_warnings: list[str] = ()) -> "RunRecord":
+        """Derive the record of a measurement: world FLOPs and tokens, rates over the measured
+        time, MFU/HFU against both peaks (per device: achieved / world / peak), provenance and
+        warnings. The one derivation, for normal and depth-sliced (predicted) runs."""
+        spec, times, world = m.spec, m.times, m.world.world_size
+        predicted = m.how_timed == "predicted"
+        tokens_per_step = spec.tokens_per_step * world
+        model_flops = m.model_flops.per_rank_per_step * world
+        hardware_flops = m.hardware_flops.per_rank_per_step * world
+        achieved, hardware_rate = times.per_s(model_flops), times.per_s(hardware_flops)
+        warnings = [] if predicted else times.warnings()
+        if spec.train.compile:
+            warnings.append("hardware FLOPs were counted on the uncompiled model")
+            if spec.measure.warmup_steps == 0 and not predicted:
+                warnings.append("compile with no warm-up steps: the first measured step includes compilation")
+        return cls(
+            run_id=m.run_id, created_at=m.created_at.isoformat(timespec="seconds"), config_hash=spec.config_hash(),
+            model=spec.model, params=m.params, params_non_embedding=m.params_non_embedding,
+            batch_size=spec.train.batch_size, seq_len=spec.train.seq_len,
+            decoder_seq_len=spec.train.decoder_seq_len, grad_accum=spec.train.grad_accum,
+            dtype=spec.train.dtype, device=m.device, compile=spec.train.compile,
+            checkpointing=spec.train.checkpointing, optimizer=m.optimizer,
+            warmup_times_s=list(times.warmup_s), step_times_s=list(times.steps_s),
+            median_step_s=times.median_s, iqr_step_s=None if predicted else times.iqr_s,
+            cv_step=None if predicted else times.cv, total_measured_s=times.total_s,
+            tokens_per_step=tokens_per_step, tokens_per_s=times.per_s(tokens_per_step),
+            samples_per_s=times.per_s(spec.samples_per_step * world),
+            model_flops_per_step=model_flops, hardware_flops_per_step=hardware_flops,
+            achieved_flops_per_s=achieved, hardware_flops_per_s=hardware_rate,
+            peak_flops_datasheet=m.datasheet.flops_per_s, peak_flops_measured=m.measured_peak.flops_per_s,
+            mfu_datasheet=utilization(achieved / world, m.datasheet.flops_per_s),
+            mfu_measured=utilization(achieved / world, m.measured_peak.flops_per_s),
+            hfu_datasheet=utilization(hardware_rate / world, m.datasheet.flops_per_s),
+            hfu_measured=utilization(hardware_rate / world, m.measured_peak.flops_per_s),
+            peak_memory_bytes=m.peak_memory_bytes, peak_memory_method=m.peak_memory_method,
+            flops=Flops(convention="2*MAC", model=m.model_flops, hardware=m.hardware_flops, analytic=m.analytic,
+                        uncounted_ops=m.uncounted_ops, grad_accum_micro_batches=spec.train.grad_accum),
+            peaks=Peaks(datasheet=m.datasheet, measured=m.measured_peak),
+            timing=Timing(clock=m.clock, warmup_steps=spec.measure.warmup_steps, steps=spec.measure.steps,
+                          throughput_rule=("tokens per step / predicted step time" if predicted else
+                                           "tokens per step x steps / total measured seconds"),
+                          depth_slices=None if depth_extrapolation is None
+                          else [s.layers for s in depth_extrapolation.slices]),
+            warnings=[*extra_warnings, *warnings, *m.warnings], env=m.env, spec=spec,
+            provenance={**PROVENANCE, **(PREDICTED_PROVENANCE if predicted else {})},
+            energy=m.energy, world_size=world, nnodes=m.world.nnodes, strategy=m.world.strategy,
+            per_device_tokens_per_s=times.per_s(tokens_per_step) / world, per_rank=m.per_rank,
+            depth_extrapolation=depth_extrapolation,
+        )
 
 
-PROVENANCE = {
-    "step_times_s": "measured", "tokens_per_s": "measured", "samples_per_s": "measured",
-    "peak_memory_bytes": "measured", "peak_flops_measured": "measured",
-    "model_flops_per_step": "counted", "hardware_flops_per_step": "counted",
-    "achieved_flops_per_s": "counted/measured", "mfu_measured": "counted/measured",
-    "flops.analytic": "analytic",
-    "energy": "per component: counter | integrated | rapl (measured) or estimated",
-}
 
 
-def utilization(flops_per_s: float, peak: float | None) -> float | None:
-    """Achieved / peak, or None when the peak is unknown."""
-    return None if not peak else flops_per_s / peak
+def validation_error(err: ValidationError, where: str) -> ConfigError:
+    """The first problem of a ValidationError as one ConfigError naming `where` and the field."""
+    missing = [str(e["loc"][0]) for e in err.errors() if e["type"] == "missing" and len(e["loc"]) == 1]
+    if missing:
+        return ConfigError(where, f"not a run record: missing {', '.join(missing)}")
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "missing":
+        message = "missing"
+    elif kind.startswith("int_") or kind == "int_type":
+        message = f"must be an integer, got {str(first.get('input'))[:40]}"
+    elif kind == "finite_number":
+        message = f"must be finite, got {first.get('input')}"
+    elif kind == "string_pattern_mismatch" and field == "run_id":
+        message = f"{first.get('input')!r} is not a valid run id (letters, digits, . _ + -)"
+    else:
+        message = f"{first['msg']} (got {str(first.get('input'))[:40]})"
+    return ConfigError(f"{where}: {field}" if field else where, message)
+
+
+# ---- older forms ------------------------------------------------------------------------------
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 → v2: one rank's counts renamed `per_rank_per_step` (v1's `per_step` was one rank's
+    while the top-level `model_flops_per_step` was the world's); `by_module` unknown (None)."""
+    flops = dict(data.get("flops") or {})
+    for part in ("model", "hardware"):
+        summary = flops.get(part)
+        if isinstance(summary, dict) and "per_step" in summary:
+            summary = {k: v for k, v in summary.items() if k != "per_step"}
+            summary["per_rank_per_step"] = data["flops"][part]["per_step"]
+            flops[part] = summary
+    return {**data, "flops": flops, "schema_version": 2}
+
+
+# version it produces → the step from the version before. Append only; never edit a step.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _v1_to_v2}
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """The JSON form of a record of any known version, brought to SCHEMA_VERSION."""
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError("schema_version", f"must be an integer >= 1, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ConfigError("schema_version", f"{version} is newer than this harness reads ({SCHEMA_VERSION}); "
+                                            "upgrade harness")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        data = MIGRATIONS[target](data)
+    return data
+

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from harness.errors import ConfigError
+from harness.results import record as record_module
 from harness.results.record import RunRecord
 
 DB_NAME = "harness.db"
 RUNS_DIR = "runs"
 SQLITE_HEADER = b"SQLite format 3\x00"
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")  # also a safe file name
+RUN_ID_PATTERN = re.compile(record_module.RUN_ID_PATTERN)  # also a safe file name
 
 # Version 1: the layout of the first release. Frozen: later layouts are migrations from it.
 _V1_SCHEMA = """
@@ -252,25 +253,21 @@ def schema_version(db_path: Path) -> int:
         conn.close()
 
 
-# ---------------------------------------------------------------------------------------------
-# Writing and reading runs
-
-
-def flat_row(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The flat columns of a record (its JSON form), as the current schema stores them."""
-    model, device = data.get("model") or {}, data.get("device") or {}
+def flat_row(record: RunRecord) -> dict[str, Any]:
+    """The flat columns of a record, as the current schema stores them."""
+    data = record.to_dict()
     flat = {name: data.get(name) for name in COLUMNS[:22]}
-    flat.update(model_preset=model.get("preset"), family=model.get("family"),
-                device_type=device.get("type"), device_name=device.get("name"))
+    flat.update(model_preset=record.model.preset, family=record.model.family,
+                device_type=record.device.type, device_name=record.device.name)
     flat.update(zip((name for name, _ in _V2_COLUMNS), _v2_values(data)))
     return flat
 
 
-def _insert(conn: sqlite3.Connection, data: Mapping[str, Any]) -> None:
-    flat = flat_row(data)
+def _insert(conn: sqlite3.Connection, record: RunRecord) -> None:
+    flat = flat_row(record)
     placeholders = ", ".join("?" * (len(COLUMNS) + 1))
     conn.execute(f"INSERT INTO runs ({', '.join(COLUMNS)}, record_json) VALUES ({placeholders})",
-                 tuple(flat[c] for c in COLUMNS) + (json.dumps(data),))
+                 tuple(flat[c] for c in COLUMNS) + (json.dumps(record.to_dict()),))
 
 
 def _json_path(results_dir: Path, run_id: str) -> Path:
@@ -279,18 +276,17 @@ def _json_path(results_dir: Path, run_id: str) -> Path:
     return results_dir / RUNS_DIR / f"{run_id}.json"
 
 
-def save(record: RunRecord | Mapping[str, Any], results_dir: Path) -> Path:
+def save(record: RunRecord, results_dir: Path) -> Path:
     """Store `record` as results_dir/runs/<run_id>.json and a row in results_dir/harness.db.
     Returns the JSON path. A run id already stored raises sqlite3.IntegrityError."""
-    data = record.to_dict() if isinstance(record, RunRecord) else dict(record)
-    json_path = _json_path(results_dir, data["run_id"])
+    json_path = _json_path(results_dir, record.run_id)
     conn = connect(results_dir / DB_NAME)
     try:
         conn.execute("BEGIN IMMEDIATE")
         written = False
         try:
-            _insert(conn, data)
-            write_json_atomic(json_path, data)
+            _insert(conn, record)
+            write_json_atomic(json_path, record.to_dict())
             written = True
             conn.execute("COMMIT")
         except BaseException:
@@ -303,11 +299,11 @@ def save(record: RunRecord | Mapping[str, Any], results_dir: Path) -> Path:
     return json_path
 
 
-def save_many(records: Iterable[Mapping[str, Any]], results_dir: Path) -> tuple[list[str], list[str]]:
-    """Store records (JSON form) not stored yet, all in one transaction: every new one or none.
+def save_many(records: Iterable[RunRecord], results_dir: Path) -> tuple[list[str], list[str]]:
+    """Store records not stored yet, all in one transaction: every new one or none.
     Returns (added run ids, run ids already stored and skipped)."""
     records = list(records)
-    paths = [_json_path(results_dir, r["run_id"]) for r in records]
+    paths = [_json_path(results_dir, r.run_id) for r in records]
     conn = connect(results_dir / DB_NAME)
     added: list[str] = []
     skipped: list[str] = []
@@ -315,14 +311,14 @@ def save_many(records: Iterable[Mapping[str, Any]], results_dir: Path) -> tuple[
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for data, path in zip(records, paths):
-                run_id = data["run_id"]
+            for record, path in zip(records, paths):
+                run_id = record.run_id
                 if run_id in added or conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                     skipped.append(run_id)
                     continue
-                _insert(conn, data)
+                _insert(conn, record)
                 if not path.exists():  # the file may be there already (a copied runs/ folder)
-                    write_json_atomic(path, data)
+                    write_json_atomic(path, record.to_dict())
                     written.append(path)
                 added.append(run_id)
             conn.execute("COMMIT")
@@ -351,20 +347,30 @@ def load_runs(results_dir: Path):
         conn.close()
 
 
-def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """Every stored record (the full JSON form), oldest first."""
+def record_of_row(run_id: str, record_json: str) -> RunRecord:
+    """The record a database row holds, migrated to the current form; ConfigError naming the run
+    when the row cannot be read."""
+    try:
+        data = json.loads(record_json)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"stored run {run_id}", f"its record_json is not valid JSON ({err})") from None
+    return RunRecord.from_json(data, f"stored run {run_id}")
+
+
+def load_records(results_dir: Path) -> list[RunRecord]:
+    """Every stored record, oldest first."""
     db_path = Path(results_dir) / DB_NAME
     if not db_path.exists():
         return []
     conn = connect(db_path)
     try:
-        rows = conn.execute("SELECT record_json FROM runs ORDER BY created_at, run_id").fetchall()
+        rows = conn.execute("SELECT run_id, record_json FROM runs ORDER BY created_at, run_id").fetchall()
     finally:
         conn.close()
-    return [json.loads(r[0]) for r in rows]
+    return [record_of_row(run_id, text) for run_id, text in rows]
 
 
-def find_record(results_dir: Path, run_id: str | None) -> dict[str, Any]:
+def find_record(results_dir: Path, run_id: str | None) -> RunRecord:
     """The record `run_id` (or a unique prefix of it), or the latest one when `run_id` is None;
     ConfigError if absent."""
     records = load_records(results_dir)
@@ -372,8 +378,8 @@ def find_record(results_dir: Path, run_id: str | None) -> dict[str, Any]:
         raise ConfigError("--run", f"no stored runs in {results_dir}; run `harness run` first")
     if run_id is None:
         return records[-1]
-    exact = [r for r in records if r["run_id"] == run_id]
-    matches = exact or [r for r in records if r["run_id"].startswith(run_id)]
+    exact = [r for r in records if r.run_id == run_id]
+    matches = exact or [r for r in records if r.run_id.startswith(run_id)]
     if len(matches) != 1:
         raise ConfigError("--run", f"{'no' if not matches else 'more than one'} stored run matches "
                           f"{run_id!r} in {results_dir}")

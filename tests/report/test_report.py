@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from harness.report import document as report
+from harness import report
 
 from harness.results import store
 from harness.config import build_spec
