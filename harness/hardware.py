@@ -120,12 +120,12 @@ def datasheet_by_name(gpu: str, mode: str) -> tuple[DatasheetRow, float]:
     rows = [row for _, row in DATASHEET]
     row = next((r for r in rows if r.gpu.lower() == wanted), None) or datasheet_row(gpu.upper())
     if row is None:
-        raise ConfigError("--gpu", f"no datasheet row for {gpu!r}; allowed: {', '.join(r.gpu for r in rows)}")
+        raise ConfigError("gpu", f"no datasheet row for {gpu!r}; allowed: {', '.join(r.gpu for r in rows)}")
     if mode not in ("fp32", "tf32", "bf16", "fp16"):
-        raise ConfigError("--dtype", f"{mode!r} is not allowed; allowed: fp32, tf32, bf16, fp16")
+        raise ConfigError("dtype", f"{mode!r} is not allowed; allowed: fp32, tf32, bf16, fp16")
     tflops = getattr(row, mode)
     if tflops is None:
-        raise ConfigError("--dtype", f"{row.gpu} has no {mode} datasheet figure")
+        raise ConfigError("dtype", f"{row.gpu} has no {mode} datasheet figure")
     return row, tflops * TERA
 
 

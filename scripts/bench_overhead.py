@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from harness.measure.build import build_model, make_batch
+from harness.build import build_model, make_batch
 from harness.config import load_spec
 from harness.measure.energy import PowerSampler, discover_sources
 from harness.measure.timing import clock_for, time_steps

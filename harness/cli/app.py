@@ -10,9 +10,9 @@ from typing import List, Optional
 
 import typer
 
-from harness.errors import HarnessError, Interrupted
+from harness.errors import ConfigError, HarnessError, Interrupted
 from harness.cli.common import on_sigterm as _on_sigterm, print_json as _print_json
-from harness.cli.common import results_dir as _results_dir
+from harness.cli.common import as_flags, results_dir as _results_dir
 from harness.units import si as _si
 
 try:  # recent typer vendors click; older versions use click itself
@@ -144,7 +144,6 @@ def run(
 
     spec = load_spec(config, set_)
     if slice_repeats is not None and depth_slices is None:
-        from harness.errors import ConfigError
 
         raise ConfigError("--slice-repeats", "only with --depth-slices (runs of each slice)")
     from harness.measure.run import measure
@@ -215,7 +214,6 @@ def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, repo
 
 
 def _world_sizes(text: str) -> list[int]:
-    from harness.errors import ConfigError
 
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
@@ -350,7 +348,6 @@ def count(
 ) -> None:
     """Count FLOPs of any model at any size (fake tensors: no memory), reconciled with formulas."""
     from harness.config import load_spec
-    from harness.errors import ConfigError
 
     if mode not in ("forward", "train"):
         raise ConfigError("--mode", f"{mode!r} is not allowed; allowed: forward, train")
@@ -398,7 +395,7 @@ def count(
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the model presets with their parameter counts (counted on the meta device)."""
-    from harness.measure.build import build_model, count_params
+    from harness.build import build_model, count_params
     from harness.config import ModelSection, resolve_model
     from harness.presets import PRESETS
 
@@ -431,7 +428,6 @@ def hw(
 ) -> None:
     """Show the device and its peak matmul FLOP/s, measured and from the datasheet."""
     from harness.measure.env import collect_env
-    from harness.errors import ConfigError
     from harness.hardware import datasheet_peak
     from harness.measure.peak import measure_peak
     from harness.measure.train import resolve_device, supported_dtypes
@@ -472,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = command.main(args=argv, prog_name="harness", standalone_mode=False)
     except HarnessError as err:
-        print(f"harness: error: {err}", file=sys.stderr)
+        print(f"harness: error: {as_flags(err) if isinstance(err, ConfigError) else err}", file=sys.stderr)
         return EXIT_USAGE
     except _ClickException as err:
         print(f"harness: error: {err.format_message()}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""What every `harness` command module shares: where results live, JSON on stdout, SIGTERM."""
+"""What every `harness` command module shares: where results live, JSON on stdout, SIGTERM, and
+the flag that stands for an engine's config field in an error."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
+
+from harness.errors import ConfigError
 
 
 def results_dir(value: Optional[Path]) -> Path:
@@ -23,3 +26,20 @@ def print_json(data: Any) -> None:
 def on_sigterm(signum, frame):
     """SIGTERM handler: raise KeyboardInterrupt, so that a run stops the way Ctrl-C stops it."""
     raise KeyboardInterrupt
+
+
+# The engine's errors name config fields; the command line names its flags. Fields not listed
+# here are shown as they are (config paths such as train.seq_len are what --set takes).
+FLAG_OF_FIELD = {
+    "estimate.devices": "--devices", "estimate.gpu": "--gpu", "estimate.dtype": "--dtype",
+    "estimate.utilization": "--utilization", "estimate.scaling_efficiency": "--scaling-efficiency",
+    "estimate.fully_loaded_multiplier": "--fully-loaded-multiplier", "estimate.pue": "--pue",
+    "estimate.carbon_region": "--carbon-region", "estimate.carbon_intensity_kg_per_kwh": "--carbon-intensity",
+    "estimate.usd_per_kwh": "--usd-per-kwh", "gpu": "--gpu", "dtype": "--dtype",
+}
+
+
+def as_flags(err: ConfigError) -> ConfigError:
+    """`err` with its field named as the command line's flag, where it has one."""
+    flag = FLAG_OF_FIELD.get(err.field)
+    return err if flag is None else ConfigError(flag, err.message)

@@ -260,7 +260,8 @@ def reproduce_ai21(
     from rich.table import Table
 
     from harness.cost.prices import load_snapshot
-    from harness.cost.reproduce import AI21_SOURCE, reproduce_ai21 as rebuild
+    from harness.cost.reproduce import reproduce_ai21 as rebuild
+    from harness.published import AI21_SOURCE
 
     snapshot = load_snapshot()
     rows = rebuild(snapshot.offers, gpu=gpu, dtype=dtype, utilization=utilization)
@@ -298,7 +299,8 @@ def reproduce_strubell(as_json: bool = typer.Option(False, "--json", help="Print
     from rich.console import Console
     from rich.table import Table
 
-    from harness.cost.reproduce import STRUBELL_SOURCE, reproduce_strubell as rebuild
+    from harness.cost.reproduce import reproduce_strubell as rebuild
+    from harness.published import STRUBELL_SOURCE
 
     rows = rebuild()
     if as_json:

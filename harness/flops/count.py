@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from harness.errors import UncountedOpError
 
 if TYPE_CHECKING:
-    from harness.measure.build import ParamCounts
+    from harness.build import ParamCounts
 
 aten = torch.ops.aten
 CONVENTION = "2*MAC"
@@ -203,7 +203,7 @@ def count_model_flops(spec, *, backward: bool = True) -> tuple[FlopCount, "Param
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from harness.measure.build import build_model, count_params, make_batch
+    from harness.build import build_model, count_params, make_batch
 
     with FakeTensorMode(allow_non_fake_inputs=True):
         model = build_model(spec.model, "cpu", seed=spec.train.seed)

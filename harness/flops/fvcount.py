@@ -149,7 +149,7 @@ def count_fvcore_forward(spec, device: str = "meta") -> FvcoreCount:
     Both devices give the same counts; the unsupported list may differ in zero-FLOP bookkeeping
     (T5's label shift records one ``aten::fill_`` on cpu only).
     """
-    from harness.measure.build import build_model, make_batch
+    from harness.build import build_model, make_batch
 
     model = build_model(spec.model, device, seed=spec.train.seed)
     batch = make_batch(spec, device)

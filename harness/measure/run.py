@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from harness.measure.build import build_model, make_batch
+from harness.build import build_model, make_batch
 from harness.config import RunSpec, with_changes
 from harness.flops.analytic import AnalyticFlops as AnalyticCounts, analytic_flops
 from harness.flops.count import count_flops, count_model_flops, module_groups

@@ -372,7 +372,7 @@ def min_devices(predicted_memory_bytes: float, params: int, per_layer_params: fl
 
 
 def _count_params(spec: RunSpec):
-    from harness.measure.build import build_model, count_params
+    from harness.build import build_model, count_params
 
     return count_params(build_model(spec.model, "meta"))
 

@@ -11,7 +11,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Callable, Protocol
 
-from harness.steps import CV_WARN_THRESHOLD, StepTimes  # noqa: F401  (re-exported)
+from harness.steps import StepTimes
 
 
 class Clock(Protocol):

@@ -144,7 +144,7 @@ def build(records: Sequence[RunRecord], *, all_records: Sequence[RunRecord] | No
                            + "".join(f"; note: {n}" for n in e.notes))
         else:
             sources.append(f"{p.record.run_id}: {p.why_not}")
-    from harness.cost.reproduce import AI21_SOURCE
+    from harness.published import AI21_SOURCE
 
     sources.append(f"Published: {AI21_SOURCE} (one run and fully loaded = 20x); Strubell, Ganesh, McCallum 2019, "
                    "arXiv 1906.02243, Table 3.")

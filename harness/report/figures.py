@@ -234,7 +234,7 @@ def peaks_figure(record: RunRecord) -> Figure:
 def _published_for(params: float) -> list[tuple[str, float, float | None, str]]:
     """Published costs for models within MATCH_FACTOR of `params`: (label, one run USD (low),
     one run high or fully loaded, kind)."""
-    from harness.cost.reproduce import AI21_ROWS
+    from harness.published import AI21_ROWS
 
     found = []
     for model, size, row_plan, one_run, loaded in AI21_ROWS:
@@ -250,7 +250,7 @@ def _published_for(params: float) -> list[tuple[str, float, float | None, str]]:
 
 def _strubell_costs() -> list[tuple[str, str, float, float]]:
     """(model, hardware, cloud cost low, high) from Strubell et al. 2019, Table 3 (REFERENCE §1)."""
-    from harness.cost.reproduce import STRUBELL_ROWS
+    from harness.published import STRUBELL_ROWS
 
     return [(r[0], r[1], float(r[-2]), float(r[-1])) for r in STRUBELL_ROWS]
 
@@ -373,7 +373,7 @@ def cost_size_figure(priced: Sequence[Priced]) -> Figure | None:
     """Cost ranges of each priced run against its size, beside the published AI21 and Strubell figures."""
     from matplotlib.ticker import EngFormatter
 
-    from harness.cost.reproduce import AI21_ROWS
+    from harness.published import AI21_ROWS
 
     usable = [p for p in priced if p.estimate is not None and p.estimate.offers]
     fig, ax = _new_figure(10, 4.6)
@@ -443,7 +443,7 @@ def energy_figure(priced: Sequence[Priced]) -> Figure | None:
             methods.append(f"{p.record.run_id}: {energy.get('method')}; PUE {energy.get('pue')} "
                            f"({energy.get('pue_source')}); {energy.get('kg_co2e_per_kwh')} kg CO2e/kWh "
                            f"({energy.get('carbon_region')}: {energy.get('carbon_source')})")
-    from harness.cost.reproduce import STRUBELL_ROWS
+    from harness.published import STRUBELL_ROWS
 
     for row in STRUBELL_ROWS:  # (model, hardware, n, W, hours, kWh·PUE, CO2e lbs, cost low, cost high)
         if row[5] is not None:

@@ -1,13 +1,11 @@
 """Extrapolation arithmetic, checked by hand on a real tiny run whose rates are set to round numbers."""
 
-import copy
-
 import pytest
 
-from harness.config import build_spec
+from harness.config import build_spec, with_changes
 from harness.flops.count import count_model_flops
 from harness.errors import ConfigError
-from harness.cost.estimate import DEFAULT_UTILIZATION, estimate, gpu_key
+from harness.cost.estimate import DEFAULT_UTILIZATION, EstimateOptions, estimate as _estimate, gpu_key
 from harness.cost.plans import build_corpus, build_plan, load_plan
 from harness.cost.prices import Offer
 from harness.measure.run import measure
@@ -19,20 +17,21 @@ def record():
 
     raw = tiny_raw("gpt2")
     raw["measure"] = {"warmup_steps": 0, "steps": 1}
-    rec = measure(build_spec(raw)).to_dict()
-    rec["achieved_flops_per_s"] = 1e9  # round numbers for the hand checks below
-    return rec
+    return measure(build_spec(raw)).evolve(achieved_flops_per_s=1e9)  # round numbers for the hand checks below
 
 
 def at(record, **changes):
-    out = copy.deepcopy(record)
-    out.update(changes)
-    return out
+    return record.evolve(**changes)
+
+
+def estimate(record, plan, corpus, *, records=(), offers=(), calibration=(), **options):
+    """The estimate under EstimateOptions built from `options` (the engine's one options value)."""
+    return _estimate(record, plan, corpus, EstimateOptions.build(**options), records=records, offers=offers,
+                     calibration=calibration)
 
 
 def per_token(record, seq):
-    spec = build_spec(record["spec"])
-    one = spec.model_copy(update={"train": spec.train.model_copy(update={"batch_size": 1, "seq_len": seq})})
+    one = with_changes(record.spec, {"train.batch_size": 1, "train.seq_len": seq})
     return count_model_flops(one)[0].total / seq
 
 
@@ -48,8 +47,8 @@ def offer(gpu, usd_per_hour, gpus, spot=False):
 
 def test_one_epoch_on_the_measured_device(record):
     e = estimate(record, EPOCH, CORPUS)
-    seq = record["seq_len"]
-    fpt = record["model_flops_per_step"] / record["tokens_per_step"]
+    seq = record.seq_len
+    fpt = record.model_flops_per_step / record.tokens_per_step
     assert fpt == per_token(record, seq)
     assert e.tokens_total == 1e9 and e.flops_total == pytest.approx(1e9 * fpt)
     assert e.device_hours == pytest.approx(1e9 * fpt / 1e9 / 3600)
@@ -69,7 +68,7 @@ def test_devices_and_scaling_efficiency(record):
 
 
 def test_a_phase_at_another_length_is_counted_there_and_scaled_or_measured(record):
-    seq = record["seq_len"]
+    seq = record.seq_len
     plan = build_plan({"phases": [{"steps": 10, "batch_size": 2, "seq_len": seq},
                                   {"steps": 5, "batch_size": 2, "seq_len": 2 * seq}]})
     e = estimate(record, plan, None)
@@ -112,17 +111,19 @@ def test_offers_are_priced_per_gpu_hour_with_fully_loaded_range(record):
 def test_bert_recipe_on_a_tiny_bert_names_the_too_long_phase():
     from tests.conftest import tiny_raw
 
+    from tests.conftest import make_record
+
     spec = build_spec(tiny_raw("bert"))  # max_positions 64: the 512 phase cannot run
-    record = {"spec": spec.model_dump(mode="json"), "dtype": "fp32", "device": {"type": "cpu"}}
+    record = make_record({"spec": spec.model_dump(mode="json"), "model": spec.model.model_dump()})
     with pytest.raises(ConfigError) as err:
         estimate(record, load_plan("bert-pretraining"), None)
     assert err.value.field == "plan.phases[0].seq_len"
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"devices": 0}, "--devices"), ({"utilization": 1.5}, "--utilization"),
-    ({"scaling_efficiency": 0}, "--scaling-efficiency"), ({"dtype": "bf16"}, "--dtype"),
-])
+    ({"devices": 0}, "estimate.devices"), ({"utilization": 1.5}, "estimate.utilization"),
+    ({"scaling_efficiency": 0}, "estimate.scaling_efficiency"), ({"dtype": "bf16"}, "estimate.dtype"),
+])  # the engine names the options' fields; the CLI names its flags (tests/cost/test_cli_cost.py)
 def test_bad_estimate_inputs(record, kwargs, field):
     with pytest.raises(ConfigError) as err:
         estimate(record, EPOCH, CORPUS, **kwargs)
@@ -155,8 +156,8 @@ def test_strubell_defaults_and_projected_energy(record):
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    ({"pue": 0.9}, "--pue"), ({"carbon_intensity_kg_per_kwh": -1}, "--carbon-intensity"),
-    ({"carbon_region": "mars"}, "--carbon-region"), ({"usd_per_kwh": -0.1}, "--usd-per-kwh"),
+    ({"pue": 0.9}, "estimate.pue"), ({"carbon_intensity_kg_per_kwh": -1}, "estimate.carbon_intensity_kg_per_kwh"),
+    ({"carbon_region": "mars"}, "estimate.carbon_region"), ({"usd_per_kwh": -0.1}, "estimate.usd_per_kwh"),
 ])
 def test_bad_energy_inputs(record, kwargs, field):
     with pytest.raises(ConfigError) as err:
@@ -168,7 +169,7 @@ def test_a_cpu_run_is_projected_to_every_gpu_on_offer(record):
     from harness.cost.estimate import project_offers
 
     offers = [offer("A100", 2.0, 1), offer("H100", 4.0, 1), offer("Z9", 1.0, 1)]
-    rows = project_offers(record, EPOCH, CORPUS, offers=offers, dtype="bf16")
+    rows = project_offers(record, EPOCH, CORPUS, EstimateOptions.build(dtype="bf16"), offers=offers)
     by_gpu = {r["gpu"]: r for r in rows}
     assert by_gpu["Z9"]["skipped"].startswith("no datasheet row")  # never guessed
     flops = estimate(record, EPOCH, CORPUS).flops_total
@@ -203,13 +204,10 @@ def test_a_depth_sliced_record_is_used_and_called_predicted(record):
 
     spec = spec_of(layers=8)
     sliced = depth_sliced_record(spec, measure_slices(spec, [1, 2, 4], runner=runner_for()))
-    for key, value in record.items():  # what the hand-made slices leave out: device, dtype, ...
-        sliced.setdefault(key, value)
-    sliced["energy"] = copy.deepcopy(record["energy"])  # the hand-made one has no methods
     e = estimate(sliced, EPOCH, CORPUS)
     predicted_s = 0.5 + 0.25 * 8  # the runner's line at full depth
-    assert e.phases[0].flops_per_s == pytest.approx(sliced["model_flops_per_step"] / predicted_s)
-    assert e.device_hours == pytest.approx(1e9 / sliced["tokens_per_step"] * predicted_s / 3600)
+    assert e.phases[0].flops_per_s == pytest.approx(sliced.model_flops_per_step / predicted_s)
+    assert e.device_hours == pytest.approx(1e9 / sliced.tokens_per_step * predicted_s / 3600)
     assert e.phases[0].rate_source.startswith("predicted from depth slices (run ")
     assert e.utilization_source.startswith("predicted from depth slices")
     assert any("depth-sliced" in n and "3 slices" in n for n in e.notes)

@@ -1,7 +1,7 @@
 import pytest
 
 from harness.flops.analytic import analytic_flops
-from harness.measure.build import build_model, count_params
+from harness.build import build_model, count_params
 from harness.config import build_spec
 from harness.flops.count import count_model_flops
 

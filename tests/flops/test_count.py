@@ -3,7 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.flops import count as count_mod
-from harness.measure.build import build_model, count_params, make_batch
+from harness.build import build_model, count_params, make_batch
 from harness.config import build_spec
 from harness.flops.analytic import analytic_flops
 from harness.flops.count import count_flops, count_model_flops

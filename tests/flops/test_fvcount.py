@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
-from harness.measure.build import build_model, make_batch
+from harness.build import build_model, make_batch
 from harness.config import build_spec
 from harness.flops.count import count_model_flops
 from harness.flops.fvcount import MATMUL_HANDLES, SDPA, LogitsAndLoss, count_fvcore, count_fvcore_forward

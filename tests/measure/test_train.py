@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.measure.build import build_model, make_batch
+from harness.build import build_model, make_batch
 from harness.errors import ConfigError
 from harness.measure.train import check_dtype, prepare, resolve_device
 

@@ -1,4 +1,4 @@
-"""harness.report.document and `harness report`: a report from real tiny runs has every section, every
+"""harness.report and `harness report`: a report from real tiny runs has every section, every
 figure is a real non-empty PNG (on disk for the Markdown, embedded in the HTML), every title says
 where its numbers come from; the HTML renders in headless Chromium when one is installed."""
 
@@ -51,11 +51,11 @@ def test_the_report_has_every_section(written):
                     "### Cost against model size", "### Energy and CO2e", "## Provenance"):
         assert f"\n{heading}\n" in md, heading
     for r in records:
-        section = md.split(f"## Run {r['run_id']}\n")[1].split("\n## ")[0]
+        section = md.split(f"## Run {r.run_id}\n")[1].split("\n## ")[0]
         for heading in ("### Step time", "### FLOPs by module", "### Achieved FLOP/s against peaks", "### Cost"):
-            assert f"{heading}\n" in section, (r["run_id"], heading)
+            assert f"{heading}\n" in section, (r.run_id, heading)
         for stem in ("step-time", "flops", "peaks", "cost"):
-            assert f"figures/{stem}-{r['run_id'].lower()}.png" in section, (r["run_id"], stem)
+            assert f"figures/{stem}-{r.run_id.lower()}.png" in section, (r.run_id, stem)
     assert "| run | model | params |" in md
     assert md.count("![") == len(built.figures) == 4 * len(records) + 3
 
@@ -85,17 +85,17 @@ def test_every_figure_says_where_its_numbers_come_from(written):
 def test_cost_uses_the_recipe_or_says_why_not(written):
     built, _, records = written
     captions = {f.key: f.caption for f in built.figures}
-    by_family = {r["model"]["family"]: r for r in records}
-    gpt2 = captions[f"cost-{by_family['gpt2']['run_id'].lower()}"]
+    by_family = {r.model.family: r for r in records}
+    gpt2 = captions[f"cost-{by_family['gpt2'].run_id.lower()}"]
     assert "Plan bert-pretraining over bert-wiki-books" in gpt2 and "snapshot" in gpt2
     assert "projected" in gpt2 and "assumed" in gpt2  # a CPU run priced on A100 at the labelled default MFU
-    llama = captions[f"cost-{by_family['llama']['run_id'].lower()}"]
+    llama = captions[f"cost-{by_family['llama'].run_id.lower()}"]
     assert "Plan one-epoch" in llama and "does not fit this model" in llama
 
 
 def test_published_figures_are_drawn_for_matching_sizes(written):
     _, _, records = written
-    bert_sized = {**records[0], "params": 110_000_000}
+    bert_sized = records[0].evolve(params=110_000_000)
     (priced,) = report.price_runs([bert_sized], records, _snapshot_offers(), report.Options())
     fig = report.cost_figure(priced)
     assert "AI21 BERT-base" in fig.caption and "Strubell BERT_base" in fig.caption
@@ -110,16 +110,21 @@ def _snapshot_offers():
 
 
 def test_module_breakdown_sums_to_the_counted_forward(written):
+    """The record carries the breakdown (the report never counts): it sums to a forward counted here."""
+    from harness.config import with_changes
+    from harness.flops.count import count_model_flops
+
     _, _, records = written
-    groups, forward = report.module_flops(records[0])
+    groups = records[0].flops.model.forward_by_module
+    forward = count_model_flops(with_changes(records[0].spec, {"train.grad_accum": 1}), backward=False)[0].total
     assert sum(groups.values()) == forward > 0
     assert any(".*." in name for name in groups) and not any(re.search(r"\.\d+\.", name) for name in groups)
-    assert records[0]["model_flops_per_step"] == 3 * forward * records[0]["grad_accum"]  # backward = 2x forward
+    assert records[0].model_flops_per_step == 3 * forward * records[0].grad_accum  # backward = 2x forward
 
 
 def test_no_energy_means_no_energy_figure_and_a_sentence_saying_so(written):
     _, _, records = written
-    bare = [{**r, "energy": None} for r in records[:1]]
+    bare = [r.evolve(energy=None) for r in records[:1]]
     built = report.build(bare, cache_dir=None)
     assert "across-energy" not in {f.key for f in built.figures}
     assert "No run in this report carries an energy measurement" in report.to_markdown(built)
@@ -150,12 +155,12 @@ def test_the_html_renders_in_headless_chromium(written):
 
 def test_cli_report_for_a_chosen_run(runs, tmp_path):
     records = store.load_records(runs)
-    out = harness("report", records[2]["run_id"][:22], "--out", str(tmp_path / "rep"),
+    out = harness("report", records[2].run_id[:22], "--out", str(tmp_path / "rep"),
                   "--results-dir", str(runs), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert f"report written to {tmp_path / 'rep' / 'report.html'}" in out.stdout
     md = (tmp_path / "rep" / "report.md").read_text()
-    assert records[2]["run_id"] in md and records[1]["run_id"] not in md and records[0]["run_id"] not in md
+    assert records[2].run_id in md and records[1].run_id not in md and records[0].run_id not in md
 
 
 @pytest.mark.parametrize("args, message", [
@@ -188,7 +193,8 @@ def test_run_with_report_shows_progress_and_writes_the_report(tmp_path):
 def test_a_multi_rank_run_shows_its_ranks(written):
     _, _, records = written
     r = records[0]
-    ranks = [{"rank": i, "warmup_times_s": r["warmup_times_s"], "step_times_s": [t * (1 + i) for t in r["step_times_s"]]}
+    ranks = [{"rank": i, "warmup_times_s": r.warmup_times_s, "step_times_s": [t * (1 + i) for t in r.step_times_s],
+              "peak_memory_bytes": r.peak_memory_bytes}
              for i in range(2)]
-    fig = report.step_time_figure({**r, "world_size": 2, "per_rank": ranks})
+    fig = report.step_time_figure(r.evolve(world_size=2, per_rank=ranks))
     assert "x2 ·" in fig.title and "2 ranks" in fig.caption and fig.png.startswith(PNG_MAGIC)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.measure.build import build_model, count_params, make_batch
+from harness.build import build_model, count_params, make_batch
 from harness.config import ModelSection, resolve_model
 
 
