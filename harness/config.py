@@ -267,7 +267,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, value = text.partition("=")
     path = [p for p in key.strip().split(".") if p]
     if not sep or not path:
-        raise ConfigError("--set", f"expected key=value with a dotted key, got {text!r}")
+        raise ConfigError("overrides", f"expected key=value with a dotted key, got {text!r}")
     try:
         return path, yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:

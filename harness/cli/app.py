@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from harness.errors import ConfigError, HarnessError, Interrupted
-from harness.cli.common import on_sigterm as _on_sigterm, print_json as _print_json
+from harness.cli.common import interruptible, print_json as _print_json
 from harness.cli.common import as_flags, results_dir as _results_dir
 from harness.units import si as _si
 
@@ -165,8 +164,7 @@ def run(
                                 nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint))
         sys.stdout.flush()
         return
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    with interruptible():
         with _StepProgress(spec.measure.warmup_steps + spec.measure.steps) as progress:
             record = measure(spec, log=progress.log, on_step=progress.on_step)
         if record is None:  # a rank other than 0 of a distributed run: rank 0 stores and reports
@@ -176,8 +174,6 @@ def run(
 
             record = record.evolve(scaling=_scaling_of(record, load_records(root)))
         json_path = save(record, root)
-    except KeyboardInterrupt:
-        raise Interrupted from None
     _show(record, json_path, root, as_json=as_json, report=report)
 
 
@@ -202,14 +198,11 @@ def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, repo
 
     slices = check_slices(spec, parse_slices(text))
     check_repeats(repeats)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    with interruptible():
         results = measure_slices(spec, slices, repeats=repeats, log=lambda m: print(m, file=sys.stderr, flush=True))
         save_many([run for r in results for run in r.runs], root)
         record = depth_sliced_record(spec, results)
         json_path = save(record, root)
-    except KeyboardInterrupt:
-        raise Interrupted from None
     _show(record, json_path, root, as_json=as_json, report=report)
 
 
@@ -307,7 +300,7 @@ def _write_csv(report, path: Path) -> None:
     import csv
     import io
 
-    from harness.results.store import write_text_atomic
+    from harness.files import write_atomic
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -324,7 +317,7 @@ def _write_csv(report, path: Path) -> None:
         writer.writerow(["data_movement_op", name, "", "", "", f"{calls} calls, no arithmetic"])
     for name, calls in (report.fvcore_unsupported_ops or {}).items():
         writer.writerow(["fvcore_unsupported_op", name, "", "", "", f"{calls} calls, no fvcore handle"])
-    write_text_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 @app.command()

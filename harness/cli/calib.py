@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from harness.cli.common import on_sigterm as _on_sigterm, results_dir as _results_dir
+from harness.cli.common import interruptible, results_dir as _results_dir
 
 
 
@@ -27,7 +26,6 @@ def sweep(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from harness.errors import Interrupted
     from harness.results.store import load_runs
     from harness.measure.sweep import load_sweep, run_sweep, state_path
 
@@ -35,24 +33,20 @@ def sweep(
     root = _results_dir(results_dir)
     measured = [h for h in load_runs(root)["config_hash"].tolist() if h] if resume else []
     console = Console(stderr=True)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     columns = (TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
-    try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task(plan.name, total=len(plan.points))
+    with interruptible(), Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(plan.name, total=len(plan.points))
 
-            def on_point(entry):
-                status = entry["status"] + (f" ({entry['note']})" if entry.get("note") else "")
-                progress.console.print(f"point {entry['index']}: {', '.join(entry['overrides'])} → {status}"
-                                       + (f" {entry['error']}" if entry.get("error") else ""))
-                progress.advance(task)
+        def on_point(entry):
+            status = entry["status"] + (f" ({entry['note']})" if entry.get("note") else "")
+            progress.console.print(f"point {entry['index']}: {', '.join(entry['overrides'])} → {status}"
+                                   + (f" {entry['error']}" if entry.get("error") else ""))
+            progress.advance(task)
 
-            state = run_sweep(plan, results_dir=root, resume=resume, source=str(sweep_file),
-                              measured_hashes=measured, on_point=on_point,
-                              measure=_quiet_measure)
-    except KeyboardInterrupt:
-        raise Interrupted from None
+        state = run_sweep(plan, results_dir=root, resume=resume, source=str(sweep_file),
+                          measured_hashes=measured, on_point=on_point,
+                          measure=_quiet_measure)
     counts = {s: sum(p["status"] == s for p in state.points) for s in ("measured", "failed")}
     console.print(f"sweep {plan.name}: {counts['measured']} measured, {counts['failed']} failed; "
                   f"state in {state_path(root, plan.name)}")

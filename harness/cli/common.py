@@ -3,13 +3,15 @@ the flag that stands for an engine's config field in an error."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, Interrupted
 
 
 def results_dir(value: Optional[Path]) -> Path:
@@ -23,9 +25,20 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def on_sigterm(signum, frame):
+def _on_sigterm(signum, frame):
     """SIGTERM handler: raise KeyboardInterrupt, so that a run stops the way Ctrl-C stops it."""
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Around a long command: SIGTERM stops it as Ctrl-C does, and either becomes Interrupted
+    (exit 130, "no record was written"); stored data is written all or nothing underneath."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted from None
 
 
 # The engine's errors name config fields; the command line names its flags. Fields not listed
@@ -36,6 +49,8 @@ FLAG_OF_FIELD = {
     "estimate.fully_loaded_multiplier": "--fully-loaded-multiplier", "estimate.pue": "--pue",
     "estimate.carbon_region": "--carbon-region", "estimate.carbon_intensity_kg_per_kwh": "--carbon-intensity",
     "estimate.usd_per_kwh": "--usd-per-kwh", "gpu": "--gpu", "dtype": "--dtype",
+    "prices.url": "--url", "prices.source": "--source", "reproduce.utilization": "--utilization",
+    "overrides": "--set",
 }
 
 

@@ -30,12 +30,10 @@ def _warn(console, warnings) -> None:
 
 
 def _check_sources(sources: list[str]) -> list[str]:
-    from harness.errors import ConfigError
-    from harness.cost.prices import DEFAULT_SOURCES, SOURCES
+    from harness.cost.prices import DEFAULT_SOURCES, source_named
 
     for name in sources:
-        if name not in SOURCES:
-            raise ConfigError("--source", f"unknown source {name!r}; allowed: {', '.join(SOURCES)}")
+        source_named(name)  # an unknown one fails here, before anything is fetched
     return sources or list(DEFAULT_SOURCES)
 
 

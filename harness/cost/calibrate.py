@@ -141,7 +141,7 @@ def _predict(coef: dict[str, float], x: np.ndarray) -> float:
 
 
 def write_calibration(fits: Sequence[CalibrationFit], results_dir: Path) -> Path:
-    from harness.results.store import write_json_atomic
+    from harness.files import write_json_atomic
 
     path = results_dir / CALIBRATION_FILE
     write_json_atomic(path, {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -57,7 +57,7 @@ def reproduce_ai21(offers: Iterable, *, gpu: str = "V100 SXM2", dtype: str = "fp
     from harness.hardware import datasheet_by_name
 
     if utilization is not None and not 0 < utilization <= 1:
-        raise ConfigError("--utilization", f"must be in (0, 1], got {utilization}")
+        raise ConfigError("reproduce.utilization", f"must be in (0, 1], got {utilization}")
     row, peak = datasheet_by_name(gpu, dtype)
     util = DEFAULT_UTILIZATION if utilization is None else utilization
     util_source = ("assumed (the paper gives none): 30% MFU" if utilization is None

@@ -186,7 +186,7 @@ def run_sweep(sweep: Sweep, *, results_dir: Path, resume: bool = False, source: 
     """Measure every point in order, saving each record; out-of-memory points are recorded as
     failed and the sweep goes on. `measure` and `save` are seams (default: the real ones).
     `measured_hashes` are config hashes already stored (skipped with --resume)."""
-    from harness.results.store import write_json_atomic
+    from harness.files import write_json_atomic
 
     if measure is None:
         from harness.measure.run import measure

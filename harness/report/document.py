@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from harness.files import write_atomic
 from harness.report.figures import Figure, _slug
 
 
@@ -132,18 +133,12 @@ def to_html(report: Report) -> str:
 
 def write(report: Report, out_dir: Path) -> Written:
     """Write `out_dir/report.md`, `out_dir/report.html` and `out_dir/figures/*.png` (each atomically)."""
-    from harness.results.store import write_text_atomic
-
     out_dir = Path(out_dir)
-    figure_dir = out_dir / "figures"
-    figure_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for fig in report.figures:
-        path = figure_dir / f"{fig.key}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(fig.png)
-        tmp.replace(path)
+        path = out_dir / "figures" / f"{fig.key}.png"
+        write_atomic(path, fig.png)
         paths.append(path)
-    write_text_atomic(out_dir / "report.md", to_markdown(report))
-    write_text_atomic(out_dir / "report.html", to_html(report))
+    write_atomic(out_dir / "report.md", to_markdown(report))
+    write_atomic(out_dir / "report.html", to_html(report))
     return Written(out_dir / "report.md", out_dir / "report.html", tuple(paths))

@@ -11,14 +11,13 @@ are validated in full by the record model (older forms migrated) before anything
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Sequence
 
 from harness.errors import ConfigError
+from harness.files import atomic_path
 from harness.results.record import RunRecord
 from harness.results.store import DB_NAME, record_of_row, save_many
 
@@ -125,19 +124,12 @@ def export(results_dir: str | Path, out: str | Path, fmt: str | None = None, **f
     if frame.empty:
         raise ConfigError("--out", f"no stored runs in {results_dir} match; nothing written")
     frame["created_at"] = frame["record_json"].map(lambda text: json.loads(text)["created_at"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False)
         else:
             _parquet()
             frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return len(frame)
 
 

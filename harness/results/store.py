@@ -20,14 +20,13 @@ write, and the file stays byte-identical.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from harness.errors import ConfigError
+from harness.files import write_json_atomic
 from harness.results import record as record_module
 from harness.results.record import RunRecord
 
@@ -97,36 +96,6 @@ COLUMNS = ("run_id", "created_at", "config_hash", "model_preset", "family", "par
            "tokens_per_s", "model_flops_per_step", "hardware_flops_per_step", "achieved_flops_per_s",
            "peak_flops_datasheet", "peak_flops_measured", "mfu_datasheet", "mfu_measured",
            "peak_memory_bytes") + tuple(name for name, _ in _V2_COLUMNS)
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call write(handle) on a temporary file beside `path`, then rename it into place;
-    no partial file survives an error or interrupt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` atomically."""
-    def write(handle):
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-
-    _write_atomic(path, write)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to `path` atomically."""
-    _write_atomic(path, lambda handle: handle.write(text))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -196,7 +196,7 @@ def test_allowed_urls(url):
 def test_rejected_urls(url):
     with pytest.raises(ConfigError) as err:
         check_url(url)
-    assert err.value.field == "--url"
+    assert err.value.field == "prices.url"
 
 
 # ------------------------------------------------------------------------------------------
@@ -373,9 +373,9 @@ def test_fetch_azure_refuses_bad_next_link_and_loops(server, monkeypatch):
 
 
 def test_fetch_rejects_bad_arguments():
-    with pytest.raises(ConfigError, match="--url"):
+    with pytest.raises(ConfigError, match="prices.url"):
         fetch("skypilot-aws", "http://example.com/vms.csv")
-    with pytest.raises(ConfigError, match="--source"):
+    with pytest.raises(ConfigError, match="prices.source"):
         fetch("skypilot-nowhere")
 
 
@@ -434,11 +434,10 @@ def test_a_failed_cache_write_leaves_the_old_file(server, tmp_path, monkeypatch)
     load_prices(["skypilot-lambda"], now=NOW, **kw)
     before = (tmp_path / "skypilot-lambda.json").read_bytes()
 
-    def dump_half_then_fail(data, handle, **_):
-        handle.write(json.dumps(data)[:50])
+    def disk_full(fd):  # the bytes are written; the disk refuses them when they are synced
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("harness.results.store.json.dump", dump_half_then_fail)
+    monkeypatch.setattr("harness.files.os.fsync", disk_full)
     result = update(["skypilot-lambda"], now=NOW + timedelta(hours=1), **kw)
     assert {o.provenance for o in result.offers} == {"fetched"}
     assert any("could not write the cache" in w and "No space left" in w for w in result.warnings)
@@ -521,9 +520,9 @@ def test_default_sources_offline(tmp_path, monkeypatch):
 
 
 def test_load_prices_rejects_bad_arguments(tmp_path):
-    with pytest.raises(ConfigError, match="--source"):
+    with pytest.raises(ConfigError, match="prices.source"):
         load_prices(["skypilot-moon"], cache_dir=tmp_path)
-    with pytest.raises(ConfigError, match="--url"):
+    with pytest.raises(ConfigError, match="prices.url"):
         load_prices(["skypilot-aws"], cache_dir=tmp_path, urls={"skypilot-aws": "http://example.com/x"})
 
 

@@ -24,11 +24,11 @@ from harness.cost.prices.offer import (Offer, PriceFetchError, PriceResult, Pric
                                        filter_offers)
 from harness.cost.prices.skypilot import GPU_ONLY_SUFFIX, parse_skypilot_csv
 from harness.cost.prices.snapshot import SNAPSHOT_COLUMNS, SNAPSHOT_PATH, load_snapshot
-from harness.cost.prices.sources import DEFAULT_SOURCES, SOURCES, Source, fetch
+from harness.cost.prices.sources import DEFAULT_SOURCES, SOURCES, Source, fetch, source_named
 
 __all__ = [
     "AZURE_GPU_SKUS", "DEFAULT_SOURCES", "DEFAULT_TTL_S", "GPU_ONLY_SUFFIX", "Offer", "PriceFetchError",
     "PriceResult", "PriceTable", "SNAPSHOT_COLUMNS", "SNAPSHOT_PATH", "SOURCES", "Source", "TableSummary",
     "cache_path", "check_url", "fetch", "filter_offers", "load_prices", "load_snapshot", "parse_azure_page",
-    "parse_skypilot_csv", "read_cache", "update", "write_cache",
+    "parse_skypilot_csv", "read_cache", "source_named", "update", "write_cache",
 ]

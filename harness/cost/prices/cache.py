@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cost.prices.offer import Offer, PriceTable
-from harness.results.store import write_json_atomic
+from harness.files import write_json_atomic
 
 CACHE_SCHEMA = 1
 # An offer's cached fields: all but its provenance, which the reader decides.

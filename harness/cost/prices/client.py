@@ -21,18 +21,18 @@ _HEADERS = {"User-Agent": "harness-prices/0.1"}
 
 def check_url(url: str) -> str:
     """Return `url` if it is https, or http to a loopback host (127.0.0.0/8, ::1, localhost);
-    else raise ConfigError("--url")."""
+    else raise ConfigError("prices.url")."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
     except ValueError as err:
-        raise ConfigError("--url", f"{url!r} is not a URL ({err})") from None
+        raise ConfigError("prices.url", f"{url!r} is not a URL ({err})") from None
     if not host:
-        raise ConfigError("--url", f"{url!r} has no host")
+        raise ConfigError("prices.url", f"{url!r} has no host")
     scheme = parts.scheme.lower()
     if scheme == "https" or (scheme == "http" and _is_loopback(host)):
         return url
-    raise ConfigError("--url", f"{url!r} is not allowed: use https, or http only to a loopback "
+    raise ConfigError("prices.url", f"{url!r} is not allowed: use https, or http only to a loopback "
                                "address (127.0.0.0/8, ::1, localhost)")
 
 

@@ -36,7 +36,7 @@ def load_prices(sources: Iterable[str] | None = None, *, cache_dir: Path | str,
     urls = dict(urls or {})
     for name, url in urls.items():
         if name not in SOURCES:
-            raise ConfigError("--url", f"URL given for unknown source {name!r}")
+            raise ConfigError("prices.url", f"URL given for unknown source {name!r}")
         check_url(url)
     cache_dir = Path(cache_dir)
     now = utc(now)

@@ -42,9 +42,9 @@ DEFAULT_SOURCES = ("skypilot-aws", "skypilot-gcp", "skypilot-lambda", "azure-ret
 
 
 def source_named(name: str) -> Source:
-    """The registered source `name`; else ConfigError("--source") listing the known ones."""
+    """The registered source `name`; else ConfigError("prices.source") listing the known ones."""
     if name not in SOURCES:
-        raise ConfigError("--source", f"unknown price source {name!r}; known: {', '.join(SOURCES)}")
+        raise ConfigError("prices.source", f"unknown price source {name!r}; known: {', '.join(SOURCES)}")
     return SOURCES[name]
 
 
