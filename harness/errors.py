@@ -1,4 +1,6 @@
-"""Errors the CLI turns into one line on stderr and exit code 2."""
+"""Errors the CLI turns into one line on stderr and exit code 2, and the interrupt (exit code 130)."""
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class HarnessError(Exception):

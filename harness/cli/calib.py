@@ -12,10 +12,6 @@ import typer
 from harness.cli.common import interruptible, results_dir as _results_dir
 
 
-
-
-
-
 def sweep(
     sweep_file: Path = typer.Argument(..., help="Sweep YAML: name, base, grid of dotted keys → value lists."),
     resume: bool = typer.Option(False, "--resume", help="Skip points already measured (by config hash) or failed."),

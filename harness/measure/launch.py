@@ -12,10 +12,9 @@ import subprocess
 import sys
 from typing import Mapping, Sequence
 
-from harness.errors import HarnessError, Interrupted
+from harness.errors import EXIT_INTERRUPTED, HarnessError, Interrupted
 from harness.results.record import RunRecord
 
-EXIT_INTERRUPTED = 130
 
 
 def child_record(argv: Sequence[str], *, env: Mapping[str, str] | None = None, nproc: int = 1,
