@@ -19,9 +19,10 @@ def _count_table(report) -> None:
     from rich.table import Table
 
     console = Console(width=max(120, Console().width))
-    m = report.model
+    from harness.config import ModelSpec
+
     conv = report.conventions
-    console.print(f"[bold]{m['preset'] or m['family']}[/bold] · {report.params:,} params "
+    console.print(f"[bold]{ModelSpec.model_validate(report.model).label}[/bold] · {report.params:,} params "
                   f"({report.params_non_embedding:,} non-embedding) · {report.mode} · batch "
                   f"{report.batch_size} x seq {report.seq_len} x accum {report.grad_accum}")
     console.print(f"conventions: FLOP = {conv['flop']}; causal halving "

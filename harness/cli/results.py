@@ -34,7 +34,9 @@ def results_list(
     """List stored runs, oldest first, with their headline figures."""
     from harness.results.api import load
 
-    frame = load(_results_dir(results_dir), model=model, device=device, dtype=dtype, since=since, until=until)
+    frame = load(_results_dir(results_dir), model=model, device=device, dtype=dtype, since=since, until=until,
+                 with_record=True)
+    labels = [record.model_label for record in frame.pop("record")]  # "bert-base (layers=2)"
     if as_json:
         frame = frame.astype(object).where(frame.notna(), None)
         frame["created_at"] = [t.isoformat() for t in frame["created_at"]]
@@ -57,8 +59,8 @@ def results_list(
     def fmt(value, spec: str, unit: str = "") -> str:
         return "n/a" if value is None else f"{value:{spec}}{unit}"
 
-    for row in frame.itertuples():
-        table.add_row(row.run_id, row.created_at.strftime("%Y-%m-%d %H:%M"), row.model_preset or row.family or "?",
+    for row, label in zip(frame.itertuples(), labels):
+        table.add_row(row.run_id, row.created_at.strftime("%Y-%m-%d %H:%M"), label,
                       fmt(row.params and row.params / 1e6, ",.2f", "M"), str(row.device_name or row.device_type),
                       str(row.dtype), fmt(row.median_step_s and row.median_step_s * 1e3, ".3g", " ms"),
                       fmt(row.tokens_per_s, ",.0f"), fmt(row.mfu_measured, ".2%"), fmt(row.mfu_datasheet, ".2%"),

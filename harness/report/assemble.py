@@ -15,6 +15,7 @@ Prices are read offline (cache, else the bundled snapshot).
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,13 +81,17 @@ def build(records: Sequence[RunRecord], *, all_records: Sequence[RunRecord] | No
           now: datetime | None = None) -> Report:
     """The report for `records`. `all_records` (default `records`) and `calibration`
     (harness.cost.calibrate fits) inform the utilization of projections; prices come offline from
-    `cache_dir` or the bundled snapshot."""
+    `cache_dir` (None: none) or the bundled snapshot."""
     from harness.cost.prices import load_prices
 
     if not records:
         raise ConfigError("RUN_ID", "no runs to report")
     now = now or datetime.now(timezone.utc)
-    prices = load_prices(cache_dir=cache_dir or Path("results/cache/prices"), offline=True)
+    if cache_dir is None:  # no cache to read: the bundled snapshot alone (never a path relative to the cwd)
+        with tempfile.TemporaryDirectory(prefix="harness-no-cache-") as empty:
+            prices = load_prices(cache_dir=Path(empty), offline=True)
+    else:
+        prices = load_prices(cache_dir=cache_dir, offline=True)
     priced = price_runs(records, all_records or records, prices.offers, options, calibration)
     report = Report(f"harness report: {len(records)} run(s)")
     report.p(f"Generated {now.isoformat(timespec='seconds')} from {len(records)} stored run(s). Every figure's "

@@ -51,10 +51,6 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
 
 
-def _model_name(record: RunRecord) -> str:
-    return record.model.preset or record.model.family
-
-
 def _device(record: RunRecord) -> str:
     """The device name, with the world size when the run spanned several ranks."""
     name = str(record.device.name)
