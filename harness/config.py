@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.data import data_path
 from harness.errors import ConfigError
+from harness.hardware import Dtype
 from harness.presets import PRESETS
 
 Family = Literal["bert", "gpt2", "t5", "llama"]
-Dtype = Literal["fp32", "bf16", "fp16"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 Attention = Literal["sdpa", "eager"]
 

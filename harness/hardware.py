@@ -14,8 +14,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 TERA = 1e12
+
+# The precisions a run trains in, and the datasheet columns (math modes) a run is measured
+# against: fp32 matmuls run as tf32 where torch allows it (see `math_mode`).
+Dtype = Literal["fp32", "bf16", "fp16"]
+MathMode = Literal["fp32", "tf32", "bf16", "fp16"]
+MATH_MODES: tuple[str, ...] = get_args(MathMode)
 
 # First match wins, on the upper-cased name with "NVIDIA"/"Tesla" removed. Form factors (SXM,
 # PCIe, NVL) are not distinguished: catalogs rarely say. Memory variants are: "A100-80GB" when the
@@ -121,8 +128,8 @@ def datasheet_by_name(gpu: str, mode: str) -> tuple[DatasheetRow, float]:
     row = next((r for r in rows if r.gpu.lower() == wanted), None) or datasheet_row(gpu.upper())
     if row is None:
         raise ConfigError("gpu", f"no datasheet row for {gpu!r}; allowed: {', '.join(r.gpu for r in rows)}")
-    if mode not in ("fp32", "tf32", "bf16", "fp16"):
-        raise ConfigError("dtype", f"{mode!r} is not allowed; allowed: fp32, tf32, bf16, fp16")
+    if mode not in MATH_MODES:
+        raise ConfigError("dtype", f"{mode!r} is not allowed; allowed: {', '.join(MATH_MODES)}")
     tflops = getattr(row, mode)
     if tflops is None:
         raise ConfigError("dtype", f"{row.gpu} has no {mode} datasheet figure")

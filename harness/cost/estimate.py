@@ -30,13 +30,14 @@ import functools
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.data import data_path
 from harness.errors import ConfigError
-from harness.hardware import DATASHEET, DatasheetRow, datasheet_by_name, datasheet_row, gpu_key, math_mode
+from harness.hardware import (DATASHEET, DatasheetRow, MathMode, datasheet_by_name, datasheet_row, gpu_key,
+                              math_mode)
 from harness.cost.plans import Corpus, Plan
 from harness.results.record import RunRecord
 
@@ -68,7 +69,7 @@ class EstimateOptions(BaseModel):
 
     devices: int = Field(1, ge=1)
     gpu: str | None = None                # project to this GPU (datasheet peak x utilization)
-    dtype: Literal["fp32", "tf32", "bf16", "fp16"] | None = None
+    dtype: MathMode | None = None
     utilization: float | None = Field(None, gt=0.0, le=1.0)
     scaling_efficiency: float | None = Field(None, gt=0.0, le=1.0)
     fully_loaded_multiplier: float = Field(FULLY_LOADED_MULTIPLIER, ge=1.0)
