@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from harness.measure.build import build_model, count_params
+from harness.build import build_model, count_params
 from harness.config import build_spec
 from harness.errors import ConfigError, HarnessError
 from harness.measure.slices import (GATHERED_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, SliceResult, check_slices,
@@ -10,7 +10,7 @@ from harness.measure.slices import (GATHERED_BYTES_PER_PARAM, STATE_BYTES_PER_PA
                             min_devices,
                             parse_slices, run_in_subprocess, slice_spec)
 from harness.results.store import save
-from tests.conftest import tiny_raw
+from tests.conftest import make_record, tiny_raw
 
 GIB = 2**30
 
@@ -107,23 +107,30 @@ def test_parse_slices():
 
 
 def fake_record(spec, *, step_s, memory, memory_total=32 * GIB, device="cpu"):
-    """A record with just what slices.py reads, for a slice of `spec`."""
+    """A record of a slice of `spec` whose figures slices.py reads are on exact lines in depth:
+    the committed fixture with those figures changed."""
     layers = spec.model.layers
-    return {
+    hardware = 1000 + 1200 * layers
+    return make_record({
         "run_id": f"slice-{layers}", "median_step_s": step_s, "peak_memory_bytes": memory,
-        "model_flops_per_step": 1000 * layers, "hardware_flops_per_step": 1000 + 1200 * layers,
+        "model": spec.model.model_dump(mode="json"), "spec": spec.model_dump(mode="json"),
+        "model_flops_per_step": 1000 * layers, "flops.model.per_rank_per_step": 1000 * layers,
+        "hardware_flops_per_step": hardware, "flops.hardware.per_rank_per_step": hardware,
+        "flops.hardware.by_op": {"aten.mm": hardware}, "flops.hardware.counted_on": "cpu model, untimed step",
+        "flops.uncounted_ops": {"aten.add": 3 + 2 * layers},
         "params": 5000 + 100 * layers, "params_non_embedding": 100 * layers, "tokens_per_step": 32,
         "peak_memory_method": "process peak RSS (ru_maxrss)", "step_times_s": [step_s] * 2,
         "total_measured_s": 2 * step_s, "peak_flops_datasheet": None, "peak_flops_measured": 1e10,
-        "warnings": [], "provenance": {"step_times_s": "measured"}, "world_size": 1,
-        "flops": {"hardware": {"per_step": 1000 + 1200 * layers, "by_op": {"aten.mm": 1000 + 1200 * layers},
-                               "counted_on": "cpu model, untimed step"},
-                  "model": {}, "analytic": {}, "uncounted_ops": {"aten.add": 3 + 2 * layers}},
-        "energy": {"joules_per_step": 10.0 * step_s, "joules_per_token": 10.0 * step_s / 32,
-                   "components": [{"component": "cpu", "joules_per_step": 10.0 * step_s}]},
-        "timing": {"clock": "perf_counter"},
-        "env": {"device": {"type": device, "name": "test device", "memory_bytes": memory_total}},
-    }
+        "peaks.measured.flops_per_s": 1e10, "warnings": [], "provenance": {"step_times_s": "measured"},
+        "world_size": 1,
+        "energy": {"joules_per_step": 10.0 * step_s, "joules_per_token": 10.0 * step_s / 32, "avg_watts": 10.0,
+                   "components": [{"component": "cpu", "energy_j": 20.0 * step_s, "avg_w": 10.0,
+                                   "method": "estimated", "detail": "test: 10 W", "joules_per_step": 10.0 * step_s}],
+                   "methods": {"cpu": "estimated"}, "estimated": True},
+        "timing.clock": "perf_counter",
+        "env.device": {"type": device, "name": "test device", "memory_bytes": memory_total},
+        "device.type": device,
+    })
 
 
 def runner_for(step_fixed=0.5, step_per_layer=0.25, mem_fixed=4 * GIB, mem_per_layer=GIB, **kwargs):
@@ -137,8 +144,8 @@ def runner_for(step_fixed=0.5, step_per_layer=0.25, mem_fixed=4 * GIB, mem_per_l
         record = fake_record(sliced, step_s=step_fixed + step_per_layer * layers,
                              memory=mem_fixed + mem_per_layer * layers, **kwargs)
         if env is not None:
-            record["run_id"] = f"memory-{layers}"
-            record["peak_memory_method"] += ", glibc mmap threshold fixed"
+            record = record.evolve(run_id=f"memory-{layers}",
+                                   peak_memory_method=record.peak_memory_method + ", glibc mmap threshold fixed")
         return record
 
     run.calls, run.memory_calls = calls, memory_calls
@@ -168,8 +175,7 @@ def test_repeats_go_round_by_round_and_keep_the_median_step_and_memory():
         calls.append(layers)
         record = fake_record(sliced, step_s=(0.5 + 0.25 * layers) * slow,
                              memory=int((4 + layers + extra) * GIB), device="cuda")
-        record["run_id"] = f"slice-{layers}-{len(calls)}"
-        return record
+        return record.evolve(run_id=f"slice-{layers}-{len(calls)}")
 
     spec = spec_of(layers=8)
     results = measure_slices(spec, [1, 2, 4], repeats=3, runner=runner)
@@ -179,13 +185,13 @@ def test_repeats_go_round_by_round_and_keep_the_median_step_and_memory():
     assert [r.run_id for r in results] == ["slice-1-7", "slice-2-8", "slice-4-9"]
     assert [len(r.runs) for r in results] == [3, 3, 3]
     e = extrapolate(spec, results)
-    assert e["predicted_step_s"] == pytest.approx(2.5) and e["predicted_peak_memory_bytes"] == 12 * GIB
-    assert e["repeats"] == 3 and "median" in e["step_statistic"] and "median" in e["memory_statistic"]
-    first = e["slices"][0]
-    assert first["run_ids"] == ["slice-1-1", "slice-1-4", "slice-1-7"]
-    assert first["median_step_s_runs"] == pytest.approx([1.125, 0.6, 0.75])
+    assert e.predicted_step_s == pytest.approx(2.5) and e.predicted_peak_memory_bytes == 12 * GIB
+    assert e.repeats == 3 and "median" in e.step_statistic and "median" in e.memory_statistic
+    first = e.slices[0]
+    assert first.run_ids == ["slice-1-1", "slice-1-4", "slice-1-7"]
+    assert first.median_step_s_runs == pytest.approx([1.125, 0.6, 0.75])
     record = depth_sliced_record(spec, results, e)
-    assert "3 runs each" in record["warnings"][0] and "slice-4-9" in record["warnings"][0]
+    assert "3 runs each" in record.warnings[0] and "slice-4-9" in record.warnings[0]
 
 
 def test_on_cpu_each_depth_has_a_memory_run_of_its_own_in_the_first_round():
@@ -199,11 +205,12 @@ def test_on_cpu_each_depth_has_a_memory_run_of_its_own_in_the_first_round():
         # the timed runs see a fragmented heap, superlinear in depth; the memory run a line
         memory = (4 + layers) * GIB if env else int((4 + layers + 0.05 * layers**2) * GIB)
         record = fake_record(sliced, step_s=0.5 + 0.25 * layers, memory=memory)
-        record["run_id"] = f"{'memory' if env else 'timed'}-{layers}-{len(calls)}"
+        record = record.evolve(run_id=f"{'memory' if env else 'timed'}-{layers}-{len(calls)}")
         if env:
             assert env == FIXED_MMAP_ENV and env["MALLOC_MMAP_THRESHOLD_"] == "65536"
             assert sliced.measure.model_dump() | MEMORY_RUN_MEASURE == sliced.measure.model_dump()
-            record["peak_memory_method"] += ", glibc mmap threshold fixed at 65536 B"
+            record = record.evolve(
+                peak_memory_method=record.peak_memory_method + ", glibc mmap threshold fixed at 65536 B")
         return record
 
     spec = spec_of(layers=8)
@@ -211,21 +218,21 @@ def test_on_cpu_each_depth_has_a_memory_run_of_its_own_in_the_first_round():
     assert calls == [(1, False), (1, True), (2, False), (2, True), (4, False), (4, True),
                      (1, False), (2, False), (4, False)]
     assert [r.peak_memory_bytes for r in results] == [5 * GIB, 6 * GIB, 8 * GIB]
-    assert [r.memory_record["run_id"] for r in results] == ["memory-1-2", "memory-2-4", "memory-4-6"]
+    assert [r.memory_record.run_id for r in results] == ["memory-1-2", "memory-2-4", "memory-4-6"]
     assert [len(r.runs) for r in results] == [2, 2, 2]  # the memory run's step time is not used
     e = extrapolate(spec, results)
-    assert e["predicted_peak_memory_bytes"] == 12 * GIB and e["residual_memory"] == pytest.approx(0, abs=1e-12)
-    assert "mmap threshold fixed" in e["peak_memory_method"] and "64 KiB" in e["memory_statistic"]
-    assert e["slices"][0]["memory_run_id"] == "memory-1-2"
+    assert e.predicted_peak_memory_bytes == 12 * GIB and e.residual_memory == pytest.approx(0, abs=1e-12)
+    assert "mmap threshold fixed" in e.peak_memory_method and "64 KiB" in e.memory_statistic
+    assert e.slices[0].memory_run_id == "memory-1-2"
     record = depth_sliced_record(spec, results, e)
-    assert "mmap threshold fixed" in record["peak_memory_method"]
+    assert "mmap threshold fixed" in record.peak_memory_method
 
 
 def test_the_full_depth_is_measured_alike_when_asked():
     runner = runner_for()
     measured = measure_depths(spec_of(layers=8), [8, 1, 2], repeats=2, runner=runner)
     assert [s.model.layers for s in runner.calls] == [1, 2, 8, 1, 2, 8]
-    assert measured[8].step_s == 0.5 + 0.25 * 8 and measured[8].record["params"] == 5800
+    assert measured[8].step_s == 0.5 + 0.25 * 8 and measured[8].record.params == 5800
 
 
 @pytest.mark.parametrize("repeats", [0, -1, True, 1.5])
@@ -254,63 +261,61 @@ def test_extrapolation_predicts_the_line_and_the_devices_needed():
     spec = spec_of(layers=8)
     results = measure_slices(spec, [1, 2, 4], runner=runner_for(memory_total=16 * GIB))
     e = extrapolate(spec, results)
-    assert e["predicted_step_s"] == pytest.approx(0.5 + 0.25 * 8)
-    assert e["predicted_peak_memory_bytes"] == 12 * GIB
-    assert e["residual"] == pytest.approx(0, abs=1e-12) and e["residual_memory"] == pytest.approx(0, abs=1e-12)
-    assert e["fit"]["step_s_fixed"] == pytest.approx(0.5) and e["fit"]["step_s_per_layer"] == pytest.approx(0.25)
-    assert e["fit"]["memory_bytes_per_layer"] == pytest.approx(GIB)
-    assert [s["layers"] for s in e["slices"]] == [1, 2, 4] and e["slices"][0]["run_id"] == "slice-1"
-    assert e["full_layers"] == 8 and e["dof"] == 1 and e["warnings"] == []
+    assert e.predicted_step_s == pytest.approx(0.5 + 0.25 * 8)
+    assert e.predicted_peak_memory_bytes == 12 * GIB
+    assert e.residual == pytest.approx(0, abs=1e-12) and e.residual_memory == pytest.approx(0, abs=1e-12)
+    assert e.fit.step_s_fixed == pytest.approx(0.5) and e.fit.step_s_per_layer == pytest.approx(0.25)
+    assert e.fit.memory_bytes_per_layer == pytest.approx(GIB)
+    assert [s.layers for s in e.slices] == [1, 2, 4] and e.slices[0].run_id == "slice-1"
+    assert e.full_layers == 8 and e.dof == 1 and e.warnings == []
     params = count_params(build_model(spec.model, "meta")).total
-    assert e["params"] == params
-    assert e["params_per_layer"] == pytest.approx((params - 5400) / 4)
-    devices = e["min_devices"]
-    assert devices["without_sharding"] == 1 and devices["device_memory_bytes"] == 16 * GIB
+    assert e.params == params
+    assert e.params_per_layer == pytest.approx((params - 5400) / 4)
+    devices = e.min_devices
+    assert devices.without_sharding == 1 and devices.device_memory_bytes == 16 * GIB
 
 
 def test_two_slices_and_a_long_reach_are_warned_about():
     spec = spec_of(layers=48)
     e = extrapolate(spec, measure_slices(spec, [1, 2], runner=runner_for()))
-    assert e["dof"] == 0 and e["extrapolation_factor"] == 24
-    assert any("2 slices" in w for w in e["warnings"]) and any("24x" in w for w in e["warnings"])
+    assert e.dof == 0 and e.extrapolation_factor == 24
+    assert any("2 slices" in w for w in e.warnings) and any("24x" in w for w in e.warnings)
 
 
 def test_a_per_layer_time_faster_than_the_device_is_called_noise():
     spec = spec_of(layers=8)
     # a layer adds 1000 FLOPs and 0.25 s: 4000 FLOP/s, fine against 1e10, impossible against 3000
     e = extrapolate(spec, measure_slices(spec, [1, 2, 4], runner=runner_for()))
-    assert e["per_layer_flops_per_s"] == pytest.approx(4000) and not any("implies" in w for w in e["warnings"])
+    assert e.per_layer_flops_per_s == pytest.approx(4000) and not any("implies" in w for w in e.warnings)
     slow_device = runner_for()
 
     def runner(sliced, env=None):
-        record = slow_device(sliced, env)
-        record["peak_flops_measured"] = 3000.0
-        return record
+        return slow_device(sliced, env).evolve(peak_flops_measured=3000.0)
 
     e = extrapolate(spec, measure_slices(spec, [1, 2, 4], runner=runner))
-    assert any("implies 4e-06 GFLOP/s per layer, above the measured matmul peak" in w for w in e["warnings"])
+    assert any("implies 4e-06 GFLOP/s per layer, above the measured matmul peak" in w for w in e.warnings)
 
 
 def test_min_devices_with_and_without_sharding():
     # 1e9 params x 16 B = 16e9 B of state; 20e9 predicted, so 4e9 unsharded; 1e7 params per layer
     # gathered at 8 B = 0.08e9. On 10e9 devices: 16e9 / (10e9 - 4e9 - 0.08e9) = 2.7 -> 3 devices.
     out = min_devices(20e9, 10**9, 10**7, 10 * 10**9, "test")
-    assert out["state_bytes"] == 10**9 * STATE_BYTES_PER_PARAM == 16e9
-    assert out["unsharded_bytes"] == 4e9 and out["gathered_layer_bytes"] == 10**7 * GATHERED_BYTES_PER_PARAM
-    assert out["without_sharding"] is None and "exceeds one device" in out["without_sharding_reason"]
-    assert out["full_sharding"] == 3 and out["full_sharding_reason"] is None
-    assert "16" in str(out["state_bytes_per_param"]) and "Adam" in out["state_bytes_per_param_source"]
+    assert out.state_bytes == 10**9 * STATE_BYTES_PER_PARAM == 16e9
+    assert out.unsharded_bytes == 4e9 and out.gathered_layer_bytes == 10**7 * GATHERED_BYTES_PER_PARAM
+    assert out.without_sharding is None and "exceeds one device" in out.without_sharding_reason
+    assert out.full_sharding == 3 and out.full_sharding_reason is None
+    assert "16" in str(out.state_bytes_per_param) and "Adam" in out.state_bytes_per_param_source
 
 
 def test_min_devices_when_even_infinite_sharding_cannot_fit():
     out = min_devices(20e9, 10**8, 10**6, 10 * 10**9, "test")  # 1.6e9 state: 18.4e9 is not sharded
-    assert out["full_sharding"] is None and "infinite sharding" in out["full_sharding_reason"]
-    assert out["without_sharding"] is None
+    assert out.full_sharding is None and "infinite sharding" in out.full_sharding_reason
+    assert out.without_sharding is None
 
 
 def test_min_devices_when_it_fits():
     out = min_devices(5e9, 10**8, 10**6, 10 * 10**9, "test")
-    assert (out["without_sharding"], out["full_sharding"]) == (1, 1)
+    assert (out.without_sharding, out.full_sharding) == (1, 1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,28 +330,28 @@ def test_depth_sliced_record_stands_for_the_full_model(tmp_path):
     record = depth_sliced_record(spec, results)
     count, params = count_model_flops(spec)
     predicted = 0.5 + 0.25 * 8
-    assert record["model"]["layers"] == 8 and record["spec"]["model"]["layers"] == 8
-    assert record["params"] == params.total and record["params_non_embedding"] == params.non_embedding
-    assert record["config_hash"] == spec.config_hash() and record["run_id"] not in {r.run_id for r in results}
-    assert record["model_flops_per_step"] == count.total
-    assert record["hardware_flops_per_step"] == 1000 + 1200 * 8  # along the slices' exact line
-    assert record["flops"]["hardware"]["by_op"] == {"aten.mm": 1000 + 1200 * 8}
-    assert record["flops"]["uncounted_ops"] == {"aten.add": 3 + 2 * 8}
-    assert record["median_step_s"] == pytest.approx(predicted) and record["step_times_s"] == [record["median_step_s"]]
-    assert record["warmup_times_s"] == [] and record["iqr_step_s"] is None and record["cv_step"] is None
-    assert record["tokens_per_s"] == pytest.approx(32 / predicted)
-    assert record["samples_per_s"] == pytest.approx(2 / predicted)
-    assert record["achieved_flops_per_s"] == pytest.approx(count.total / predicted)
-    assert record["mfu_measured"] == pytest.approx(count.total / predicted / 1e10)
-    assert record["hfu_measured"] == pytest.approx((1000 + 1200 * 8) / predicted / 1e10)
-    assert record["mfu_datasheet"] is None
-    assert record["peak_memory_bytes"] == 12 * GIB and "predicted" in record["peak_memory_method"]
-    assert record["provenance"]["step_times_s"] == "predicted from depth slices"
-    assert record["provenance"]["peak_memory_bytes"] == "predicted from depth slices"
-    assert record["energy"]["joules_per_step"] == pytest.approx(10.0 * predicted)  # the slice's 10 W
-    assert record["depth_extrapolation"]["predicted_step_s"] == pytest.approx(predicted)
-    assert record["depth_extrapolation"]["hardware_flops_per_step"] == 1000 + 1200 * 8
-    assert "depth-sliced" in record["warnings"][0]
+    assert record.model.layers == 8 and record.spec.model.layers == 8
+    assert record.params == params.total and record.params_non_embedding == params.non_embedding
+    assert record.config_hash == spec.config_hash() and record.run_id not in {r.run_id for r in results}
+    assert record.model_flops_per_step == count.total
+    assert record.hardware_flops_per_step == 1000 + 1200 * 8  # along the slices' exact line
+    assert record.flops.hardware.by_op == {"aten.mm": 1000 + 1200 * 8}
+    assert record.flops.uncounted_ops == {"aten.add": 3 + 2 * 8}
+    assert record.median_step_s == pytest.approx(predicted) and record.step_times_s == [record.median_step_s]
+    assert record.warmup_times_s == [] and record.iqr_step_s is None and record.cv_step is None
+    assert record.tokens_per_s == pytest.approx(32 / predicted)
+    assert record.samples_per_s == pytest.approx(2 / predicted)
+    assert record.achieved_flops_per_s == pytest.approx(count.total / predicted)
+    assert record.mfu_measured == pytest.approx(count.total / predicted / 1e10)
+    assert record.hfu_measured == pytest.approx((1000 + 1200 * 8) / predicted / 1e10)
+    assert record.mfu_datasheet is None
+    assert record.peak_memory_bytes == 12 * GIB and "predicted" in record.peak_memory_method
+    assert record.provenance["step_times_s"] == "predicted from depth slices"
+    assert record.provenance["peak_memory_bytes"] == "predicted from depth slices"
+    assert record.energy.joules_per_step == pytest.approx(10.0 * predicted)  # the slice's 10 W
+    assert record.depth_extrapolation.predicted_step_s == pytest.approx(predicted)
+    assert record.depth_extrapolation.hardware_flops_per_step == 1000 + 1200 * 8
+    assert "depth-sliced" in record.warnings[0]
     save(record, tmp_path)  # the store takes it as it is
 
 
@@ -355,19 +360,19 @@ def test_measure_slices_end_to_end_in_fresh_processes():
     spec = spec_of("gpt2", layers=4)
     results = measure_slices(spec, [1, 2])
     assert [r.layers for r in results] == [1, 2]
-    assert [r.record["model"]["layers"] for r in results] == [1, 2]
+    assert [r.record.model.layers for r in results] == [1, 2]
     assert results[0].params < results[1].params < count_params(build_model(spec.model, "meta")).total
     assert results[0].model_flops_per_step < results[1].model_flops_per_step
     assert all(r.step_s > 0 and r.peak_memory_bytes > 0 for r in results)
-    assert results[0].record["env"]["device"]["type"] == "cpu"
+    assert results[0].record.env.device.type == "cpu"
     # the memory run's child saw the fixed mmap threshold, and its record says so
-    assert all(r.memory_record is not None and r.memory_record["spec"]["measure"]["steps"] == 2 for r in results)
+    assert all(r.memory_record is not None and r.memory_record.spec.measure.steps == 2 for r in results)
     assert "glibc mmap threshold fixed at 65536 B" in results[0].memory_method
-    assert "mmap threshold" not in results[0].record["peak_memory_method"]
+    assert "mmap threshold" not in results[0].record.peak_memory_method
     e = extrapolate(spec, results)
-    assert e["predicted_step_s"] > 0 and e["dof"] == 0
+    assert e.predicted_step_s > 0 and e.dof == 0
     record = depth_sliced_record(spec, results, e)
-    assert record["model"]["layers"] == 4 and record["depth_extrapolation"] is not None
+    assert record.model.layers == 4 and record.depth_extrapolation is not None
 
 
 def test_depth_slices_from_the_command_line_store_the_slices_and_the_prediction(tmp_path):
@@ -388,7 +393,7 @@ def test_depth_slices_from_the_command_line_store_the_slices_and_the_prediction(
     d = record["depth_extrapolation"]
     assert [s["layers"] for s in d["slices"]] == [1, 3] and record["model"]["layers"] == 4
     assert record["step_times_s"] == [d["predicted_step_s"]]
-    stored = {r["run_id"]: r for r in load_records(tmp_path / "r")}
+    stored = {r.run_id: r for r in load_records(tmp_path / "r")}
     assert {i for s in d["slices"] for i in s["run_ids"]} | {record["run_id"]} == set(stored)  # slices kept too
     for args, option in [(("--depth-slices", "1,8"), "--depth-slices"),
                          (("--depth-slices", "1,2", "--slice-repeats", "0"), "--slice-repeats"),
