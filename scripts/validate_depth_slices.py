@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.config import RunSpec, build_spec  # noqa: E402
 from harness.measure.slices import (check_slices, depth_sliced_record, extrapolate, measure_depths,  # noqa: E402
-                            parse_slices)
+                                    parse_slices)
+from harness.results.record import RunRecord  # noqa: E402
 
 TARGET = 0.05  # relative error, step time and peak memory
 
@@ -95,29 +96,30 @@ def validate(spec: RunSpec, slices: tuple[int, ...], repeats: int) -> dict[str, 
         other = max(0.0, (busy1[0] - busy0[0]) - (own1 - own0)) / (busy1[1] - busy0[1])
     largest = results[-1]
     record = depth_sliced_record(spec, results, extrapolation)
-    predicted_s, measured_s = extrapolation["predicted_step_s"], full.step_s
-    predicted_b, measured_b = extrapolation["predicted_peak_memory_bytes"], full.peak_memory_bytes
+    predicted_s, measured_s = extrapolation.predicted_step_s, full.step_s
+    predicted_b, measured_b = extrapolation.predicted_peak_memory_bytes, full.peak_memory_bytes
     return {
         "model": f"{spec.model.family} h{spec.model.hidden} L{spec.model.layers}",
         "slices": list(slices),
         "predicted_step_s": predicted_s, "measured_step_s": measured_s,
         "step_error": _error(predicted_s, measured_s),
         "step_error_beyond": _error(predicted_s - largest.step_s, measured_s - largest.step_s),
-        "measured_cv_step": full.record["cv_step"], "repeats": repeats,
-        "measured_step_s_runs": [r["median_step_s"] for r in full.runs],
+        "measured_cv_step": full.record.cv_step, "repeats": repeats,
+        "measured_step_s_runs": [r.median_step_s for r in full.runs],
         "predicted_peak_memory_bytes": predicted_b, "measured_peak_memory_bytes": measured_b,
         "peak_memory_method": full.memory_method,
         "memory_error": _error(predicted_b, measured_b),
         "memory_error_beyond": _error(predicted_b - largest.peak_memory_bytes,
                                       measured_b - largest.peak_memory_bytes)
         if measured_b != largest.peak_memory_bytes else None,
-        "hardware_flops_error": _error(record["hardware_flops_per_step"], full.record["hardware_flops_per_step"]),
-        "model_flops_error": _error(record["model_flops_per_step"], full.record["model_flops_per_step"]),
-        "other_cpu_load": other, "torch_threads": full.record["env"].get("torch_threads"),
-        "residual_step": extrapolation["residual"], "residual_memory": extrapolation["residual_memory"],
-        "slice_points": extrapolation["slices"], "fit": extrapolation["fit"],
-        "full_run_ids": [r["run_id"] for r in full.runs],
-        "slice_run_ids": [run["run_id"] for r in results for run in r.runs],
+        "hardware_flops_error": _error(record.hardware_flops_per_step, full.record.hardware_flops_per_step),
+        "model_flops_error": _error(record.model_flops_per_step, full.record.model_flops_per_step),
+        "other_cpu_load": other, "torch_threads": getattr(full.record.env, "torch_threads", None),
+        "residual_step": extrapolation.residual, "residual_memory": extrapolation.residual_memory,
+        "slice_points": [s.model_dump(mode="json") for s in extrapolation.slices],
+        "fit": extrapolation.fit.model_dump(mode="json"),
+        "full_run_ids": [r.run_id for r in full.runs],
+        "slice_run_ids": [run.run_id for r in results for run in r.runs],
         "wall_s": time.perf_counter() - started,
     }
 
@@ -164,10 +166,10 @@ def validate_calibration(results_dir: Path, every: int = 4) -> int:
     from harness.cost.calibrate import _mfu, calibrate
     from harness.results.store import load_records
 
-    records = [r for r in load_records(results_dir) if _mfu(r) is not None and not r.get("depth_extrapolation")]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    records = [r for r in load_records(results_dir) if _mfu(r)[0] is not None and r.depth_extrapolation is None]
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
     for r in records:
-        groups.setdefault((r["device"].get("name"), r["dtype"]), []).append(r)
+        groups.setdefault((r.device.name, r.dtype), []).append(r)
     errors = []
     print(f"calibration hold-out from {results_dir}: every {every}th run of each device and dtype held out")
     for (device, dtype), rows in sorted(groups.items()):
@@ -179,10 +181,10 @@ def validate_calibration(results_dir: Path, every: int = 4) -> int:
             continue
         fit = fits[0]
         for r in held:
-            tokens = r["tokens_per_step"] / r.get("world_size", 1)
-            predicted, measured = fit.predict(r["model"]["hidden"], tokens, r["seq_len"]), _mfu(r)[0]
+            tokens = r.tokens_per_device_step
+            predicted, measured = fit.predict(r.model.hidden, tokens, r.seq_len), _mfu(r)[0]
             errors.append(predicted - measured)
-            print(f"  {device} {dtype} hidden {r['model']['hidden']} tokens/step {tokens:g} seq {r['seq_len']}: "
+            print(f"  {device} {dtype} hidden {r.model.hidden} tokens/step {tokens:g} seq {r.seq_len}: "
                   f"MFU predicted {predicted:.4f} measured {measured:.4f} ({100 * (predicted - measured) / measured:+.1f}%)")
     if errors:
         rmse = (sum(e * e for e in errors) / len(errors)) ** 0.5
