@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from harness.cost.calibrate import calibrate, find_fit, read_calibration, write_calibration
+from tests.conftest import make_record
 
 
 def rec(i, hidden, batch, seq, mfu, name="NVIDIA H100 80GB HBM3", dtype="bf16"):
-    return {"run_id": f"r{i}", "device": {"type": "cuda", "name": name}, "dtype": dtype,
-            "model": {"hidden": hidden}, "tokens_per_step": batch * seq, "seq_len": seq,
-            "mfu_datasheet": mfu, "mfu_measured": mfu * 0.9}
+    return make_record({"run_id": f"r{i}", "device": {"type": "cuda", "name": name}, "dtype": dtype,
+                        "model.hidden": hidden, "tokens_per_step": batch * seq, "seq_len": seq,
+                        "mfu_datasheet": mfu, "mfu_measured": mfu * 0.9})
 
 
 def law(hidden, tokens, seq):
@@ -44,7 +45,7 @@ def test_utilization_never_falls_with_width():
 def test_groups_by_device_and_dtype_and_skips_single_runs():
     records = [rec(0, 256, 4, 128, 0.3), rec(1, 512, 4, 128, 0.4), rec(2, 256, 4, 128, 0.2, dtype="fp32"),
                rec(3, 256, 4, 128, 0.1, name="AMD EPYC"), rec(4, 512, 4, 128, 0.2, name="AMD EPYC")]
-    records[3]["device"]["type"] = records[4]["device"]["type"] = "cpu"
+    records[3:5] = [r.evolve(device={**r.device.model_dump(), "type": "cpu"}) for r in records[3:5]]
     fits = calibrate(records)
     assert {(f.gpu, f.device, f.dtype) for f in fits} == {("H100 SXM", "NVIDIA H100 80GB HBM3", "bf16"),
                                                           (None, "AMD EPYC", "bf16")}
@@ -53,7 +54,7 @@ def test_groups_by_device_and_dtype_and_skips_single_runs():
 
 def test_table_round_trip_and_estimate_uses_it(tmp_path):
     from harness.config import build_spec
-    from harness.cost.estimate import estimate
+    from harness.cost.estimate import EstimateOptions, estimate
     from harness.cost.plans import build_corpus, build_plan
     from tests.conftest import tiny_raw
 
@@ -64,12 +65,13 @@ def test_table_round_trip_and_estimate_uses_it(tmp_path):
     assert fit is not None and fit.n == 12 and fit.error > 0
 
     spec = build_spec(tiny_raw("gpt2"))
-    run = {"run_id": "cpu", "spec": spec.model_dump(mode="json"), "model": spec.model.model_dump(),
-           "dtype": "fp32", "device": {"type": "cpu", "name": "AMD EPYC"}, "seq_len": 16, "batch_size": 2,
-           "grad_accum": 1, "tokens_per_step": 32, "params": 1, "achieved_flops_per_s": 1e9,
-           "peak_flops_measured": 2e9, "mfu_measured": 0.5, "mfu_datasheet": None, "world_size": 1}
-    e = estimate(run, build_plan({"phases": [{"tokens": 1e9}]}), None, gpu="H100 SXM", dtype="bf16",
-                 calibration=fits, offers=[], utilization=0.9)
+    run = make_record({"run_id": "cpu", "spec": spec.model_dump(mode="json"), "model": spec.model.model_dump(),
+                       "dtype": "fp32", "device": {"type": "cpu", "name": "AMD EPYC"}, "seq_len": 16,
+                       "batch_size": 2, "grad_accum": 1, "tokens_per_step": 32, "params": 1,
+                       "achieved_flops_per_s": 1e9, "peak_flops_measured": 2e9, "mfu_measured": 0.5,
+                       "mfu_datasheet": None, "world_size": 1})
+    e = estimate(run, build_plan({"phases": [{"tokens": 1e9}]}), None,
+                 EstimateOptions.build(gpu="H100 SXM", dtype="bf16", utilization=0.9), calibration=fits, offers=[])
     assert e.utilization == pytest.approx(fit.predict(32, 32, 16))
     assert e.utilization_source.startswith("calibrated") and "extrapolated" in e.utilization_source
     assert e.utilization_range == pytest.approx([e.utilization - fit.error, e.utilization + fit.error])
