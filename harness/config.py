@@ -239,7 +239,7 @@ def _check_lengths(model: ModelSpec, train: TrainSpec) -> TrainSpec:
     if model.family != "t5" and train.decoder_seq_len is not None:
         raise ConfigError("train.decoder_seq_len", "only for family t5")
     if model.family == "t5" and train.decoder_seq_len is None:
-        train = train.model_copy(update={"decoder_seq_len": train.seq_len})
+        train = TrainSpec.model_validate({**train.model_dump(), "decoder_seq_len": train.seq_len})
     limit = model.max_positions
     if limit is not None and train.seq_len > limit:
         raise ConfigError("train.seq_len", f"{train.seq_len} exceeds model.max_positions "

@@ -32,8 +32,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from harness.config import RunSpec, with_changes
 from harness.errors import ConfigError, HarnessError
-from harness.results.record import (DepthExtrapolation, DepthFit, FlopSummary, Measurement, MinDevices, RunRecord,
-                                    SliceSummary, World)
+from harness.results.record import (DepthExtrapolation, DepthFit, Energy, FlopSummary, Measurement, MeasuredPeakInfo,
+                                    MinDevices, RunRecord, SliceSummary, World)
 from harness.steps import StepTimes
 
 # AdamW with fp32 weights (autocast keeps the weights fp32, so they are the master copy):
@@ -505,12 +505,14 @@ def depth_sliced_record(spec: RunSpec, results: Sequence[SliceResult],
         steps = len(base.step_times_s)
         scale = predicted_s * steps / base.total_measured_s  # J/step = average W x step time
         joules_per_step = energy.joules_per_step * scale
-        energy = energy.model_copy(update=dict(  # rescaling a validated value: same types, new numbers
-            joules_per_step=joules_per_step, joules_per_token=joules_per_step / base.tokens_per_step,
-            components=[c.model_copy(update={"joules_per_step": None if c.joules_per_step is None
-                                             else c.joules_per_step * scale}) for c in energy.components],
-            note=(f"average power of slice run {largest.run_id} ({largest.layers} layers) x the predicted step "
-                  "time; a deeper model on the same device is assumed to draw the same power")))
+        data = energy.model_dump()
+        data.update(joules_per_step=joules_per_step, joules_per_token=joules_per_step / base.tokens_per_step,
+                    note=(f"average power of slice run {largest.run_id} ({largest.layers} layers) x the predicted "
+                          "step time; a deeper model on the same device is assumed to draw the same power"))
+        for component in data["components"]:
+            if component["joules_per_step"] is not None:
+                component["joules_per_step"] *= scale
+        energy = Energy.model_validate(data)
 
     each = f", {repeats} runs each" if repeats > 1 else ""
     warnings = [f"depth-sliced: step time and peak memory predicted from slices {xs} of {depth} layers{each} "
@@ -530,11 +532,13 @@ def depth_sliced_record(spec: RunSpec, results: Sequence[SliceResult],
                                    recomputation_counted=hardware_summary.recomputation_counted),
         analytic=analytic_summary(analytic_flops(spec, params), params), uncounted_ops=uncounted,
         params=params.total, params_non_embedding=params.non_embedding,
-        datasheet=base.peaks.datasheet, measured_peak=base.peaks.measured, energy=energy, env=base.env,
+        datasheet=base.peaks.datasheet, energy=energy, env=base.env,
+        measured_peak=base.peaks.measured or MeasuredPeakInfo(flops_per_s=base.peak_flops_measured),
         device=base.device, world=World(world_size=base.world_size, nnodes=base.nnodes, strategy=base.strategy),
         peak_memory_bytes=extrapolation.predicted_peak_memory_bytes,
         peak_memory_method=f"predicted from depth slices ({extrapolation.peak_memory_method})",
         clock=base.timing.clock, optimizer=base.optimizer, how_timed="predicted")
-    full = extrapolation.model_copy(update={"hardware_flops_per_step": per_rank_hardware * base.world_size,
-                                            "hardware_flops_method": "slices' counts extrapolated linearly in depth"})
+    full = DepthExtrapolation.model_validate({
+        **extrapolation.model_dump(), "hardware_flops_per_step": per_rank_hardware * base.world_size,
+        "hardware_flops_method": "slices' counts extrapolated linearly in depth"})
     return RunRecord.from_measurement(measurement, depth_extrapolation=full, extra_warnings=warnings)
