@@ -50,7 +50,7 @@ FLAG_OF_FIELD = {
     "estimate.carbon_region": "--carbon-region", "estimate.carbon_intensity_kg_per_kwh": "--carbon-intensity",
     "estimate.usd_per_kwh": "--usd-per-kwh", "gpu": "--gpu", "dtype": "--dtype",
     "prices.url": "--url", "prices.source": "--source", "reproduce.utilization": "--utilization",
-    "overrides": "--set",
+    "overrides": "--set", "slices.depths": "--depth-slices", "slices.repeats": "--slice-repeats",
 }
 
 

@@ -122,7 +122,7 @@ def full_depth(spec: RunSpec) -> int:
     """The depth that slices are taken of: model.layers (T5: encoder = decoder layers)."""
     model = spec.model
     if model.family == "t5" and model.decoder_layers != model.layers:
-        raise ConfigError("--depth-slices", f"T5 slices set encoder and decoder layers together; this "
+        raise ConfigError("slices.depths", f"T5 slices set encoder and decoder layers together; this "
                           f"model has {model.layers} encoder and {model.decoder_layers} decoder layers, "
                           "which is not a point on that line")
     return model.layers
@@ -133,7 +133,7 @@ def slice_spec(spec: RunSpec, layers: int) -> RunSpec:
     `layers`), validated again as a config. 1 <= layers < the full depth."""
     depth = full_depth(spec)
     if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers < depth:
-        raise ConfigError("--depth-slices", f"slice of {layers!r} layers; allowed: 1..{depth - 1} "
+        raise ConfigError("slices.depths", f"slice of {layers!r} layers; allowed: 1..{depth - 1} "
                           f"(fewer layers than the full model's {depth})")
     changes = {"model.layers": layers}
     if spec.model.family == "t5":
@@ -142,11 +142,11 @@ def slice_spec(spec: RunSpec, layers: int) -> RunSpec:
 
 
 def parse_slices(text: str) -> tuple[int, ...]:
-    """``"1,2,4"`` → (1, 2, 4); ConfigError("--depth-slices") on anything else."""
+    """``"1,2,4"`` → (1, 2, 4); ConfigError("slices.depths") on anything else."""
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise ConfigError("--depth-slices", f"expected layer counts separated by commas (e.g. 1,2,4), "
+        raise ConfigError("slices.depths", f"expected layer counts separated by commas (e.g. 1,2,4), "
                           f"got {text!r}") from None
 
 
@@ -156,9 +156,9 @@ def check_slices(spec: RunSpec, slices: Sequence[int]) -> tuple[int, ...]:
     for layers in slices:
         slice_spec(spec, layers)  # raises on a bad depth
     if len(set(slices)) != len(slices):
-        raise ConfigError("--depth-slices", f"a slice is repeated in {list(slices)}; give each depth once")
+        raise ConfigError("slices.depths", f"a slice is repeated in {list(slices)}; give each depth once")
     if len(slices) < 2:
-        raise ConfigError("--depth-slices", f"need at least 2 distinct slices to fit fixed + per-layer "
+        raise ConfigError("slices.depths", f"need at least 2 distinct slices to fit fixed + per-layer "
                           f"terms, got {list(slices)}; 3 or more give a residual to check the fit")
     return tuple(sorted(slices))
 
@@ -250,7 +250,7 @@ def run_in_subprocess(spec: RunSpec, *, python: str | None = None,
 
 def check_repeats(repeats: int) -> int:
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ConfigError("--slice-repeats", f"got {repeats!r}; allowed: an integer >= 1 (runs of each slice)")
+        raise ConfigError("slices.repeats", f"got {repeats!r}; allowed: an integer >= 1 (runs of each slice)")
     return repeats
 
 
@@ -388,7 +388,7 @@ def extrapolate(spec: RunSpec, results: Sequence[SliceResult], *, params=None) -
     with the fits' residuals and the minimum number of devices (see :func:`min_devices`).
     `params` (a build.ParamCounts of the full model) is counted on the meta device if absent."""
     if len({r.layers for r in results}) < 2:
-        raise ConfigError("--depth-slices", "need at least 2 distinct slices to extrapolate")
+        raise ConfigError("slices.depths", "need at least 2 distinct slices to extrapolate")
     depth = full_depth(spec)
     results = sorted(results, key=lambda r: r.layers)
     xs = [r.layers for r in results]

@@ -76,7 +76,7 @@ def test_t5_slices_encoder_and_decoder_together():
 
 
 def test_t5_with_unequal_stacks_is_refused():
-    with pytest.raises(ConfigError, match="--depth-slices.*3 encoder and 5 decoder"):
+    with pytest.raises(ConfigError, match="slices.depths.*3 encoder and 5 decoder"):
         slice_spec(spec_of("t5", layers=3, decoder_layers=5), 1)
 
 
@@ -93,12 +93,12 @@ def test_a_preset_slices_at_full_width():
 def test_bad_slices_name_the_option(slices, match):
     with pytest.raises(ConfigError, match=match) as err:
         check_slices(spec_of(layers=8), slices)
-    assert err.value.field == "--depth-slices"
+    assert err.value.field == "slices.depths"
 
 
 def test_parse_slices():
     assert parse_slices("4,1,2") == (4, 1, 2)
-    with pytest.raises(ConfigError, match="--depth-slices"):
+    with pytest.raises(ConfigError, match="slices.depths"):
         parse_slices("1,two")
 
 
@@ -237,7 +237,7 @@ def test_the_full_depth_is_measured_alike_when_asked():
 
 @pytest.mark.parametrize("repeats", [0, -1, True, 1.5])
 def test_bad_repeats_name_the_option(repeats):
-    with pytest.raises(ConfigError, match="--slice-repeats"):
+    with pytest.raises(ConfigError, match="slices.repeats"):
         measure_slices(spec_of(layers=8), [1, 2], repeats=repeats, runner=runner_for())
 
 
