@@ -1,7 +1,9 @@
-"""Run: spec → model and batch → FLOP counts, peaks and timed steps → RunRecord.
+"""Run: spec → model and batch → FLOP counts, timed steps, peaks → a Measurement → its RunRecord
+(`RunRecord.from_measurement` derives every rate and utilization).
 
 Order matters for honesty: FLOPs are counted on separate, untimed steps; peak memory is reset
-just before the timed window; the measured peak is taken before the model's steps.
+just before the timed window and read just after it; the power sampler covers the measured steps
+only; the matmul peak is measured after the steps and their peak memory.
 """
 
 from __future__ import annotations
@@ -82,6 +84,23 @@ def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
         distributed.shutdown()
 
 
+def _measured_peak(device: torch.device, dtype: str, denv: DistEnv | None):
+    """The matmul peak of this device; under several ranks the mean of every rank's, measured at
+    once, as the ranks share the machine."""
+    peak = measure_peak(device.type, dtype)
+    if denv is None:
+        return peak
+    return dataclasses.replace(peak, flops_per_s=statistics.mean(distributed.gather(peak.flops_per_s)))
+
+
+def _gather_ranks(times: StepTimes, peak_memory_bytes: int) -> list[RankResult]:
+    """Every rank's own step times and peak memory (a collective: every rank calls it)."""
+    gathered = distributed.gather({"warmup_s": list(times.warmup_s), "steps_s": list(times.steps_s),
+                                   "peak_memory_bytes": peak_memory_bytes})
+    return [RankResult(rank=i, warmup_times_s=r["warmup_s"], step_times_s=r["steps_s"],
+                       peak_memory_bytes=r["peak_memory_bytes"]) for i, r in enumerate(gathered)]
+
+
 def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: DistEnv | None,
              device: torch.device | None = None) -> RunRecord | None:
     device = device or resolve_device(spec.device)
@@ -122,20 +141,14 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
     # (so by load), and its buffers would otherwise enter the process's peak RSS and reshape
     # the allocator's heap for the steps.
     log(f"measuring peak matmul FLOP/s in {spec.train.dtype}")
-    measured_peak = measure_peak(device.type, spec.train.dtype)
-    if denv is not None:  # measured on every rank at once, as the ranks share the machine
-        peaks = distributed.gather(measured_peak.flops_per_s)
-        measured_peak = dataclasses.replace(measured_peak, flops_per_s=statistics.mean(peaks))
+    measured_peak = _measured_peak(device, spec.train.dtype, denv)
     env = Environment.model_validate(collect_env(device.type))
     sheet = datasheet_peak(device.type, env.device.name, spec.train.dtype, tf32_enabled=env.tf32_matmul)
     per_rank = None
     if denv is not None:
-        gathered = distributed.gather({"warmup_s": list(times.warmup_s), "steps_s": list(times.steps_s),
-                                       "peak_memory_bytes": peak_memory})
+        per_rank = _gather_ranks(times, peak_memory)
         if denv.rank != 0:
             return None
-        per_rank = [RankResult(rank=i, warmup_times_s=r["warmup_s"], step_times_s=r["steps_s"],
-                               peak_memory_bytes=r["peak_memory_bytes"]) for i, r in enumerate(gathered)]
         times = StepTimes(tuple(distributed.slowest_steps([r.warmup_times_s for r in per_rank])),
                           tuple(distributed.slowest_steps([r.step_times_s for r in per_rank])))
         peak_memory = max(r.peak_memory_bytes for r in per_rank)
