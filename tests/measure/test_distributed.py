@@ -69,30 +69,54 @@ def test_two_processes_one_record_with_world_size_accounting(tmp_path, strategy)
     assert r["world_size"] == 2 and r["strategy"] == strategy and r["nnodes"] == 1
     # global tokens and FLOPs: 2 ranks x grad_accum 2 x batch 2 x seq 16
     assert r["tokens_per_step"] == 2 * 2 * 2 * 16
-    one_rank = r["flops"]["model"]["per_step"]  # the counted per-rank step (all micro-batches)
-    assert r["model_flops_per_step"] == 2 * one_rank
+    one_rank = r["flops"]["model"]["per_rank_per_step"]  # the counted per-rank step (all micro-batches)
+    assert r["model_flops_per_step"] == 2 * one_rank and "per_step" not in r["flops"]["model"]
+    assert r["flops"]["hardware"]["per_rank_per_step"] * 2 == r["hardware_flops_per_step"]
     assert [p["rank"] for p in r["per_rank"]] == [0, 1]
     slowest = [max(a, b) for a, b in zip(r["per_rank"][0]["step_times_s"], r["per_rank"][1]["step_times_s"])]
     assert r["step_times_s"] == slowest
     assert r["tokens_per_s"] == pytest.approx(r["tokens_per_step"] * 3 / sum(slowest))
     assert r["per_device_tokens_per_s"] == pytest.approx(r["tokens_per_s"] / 2)
     assert r["mfu_measured"] == pytest.approx(r["achieved_flops_per_s"] / 2 / r["peak_flops_measured"])
-    assert len(load_records(tmp_path / "r")) == 1  # rank 0 alone writes
+    (stored,) = load_records(tmp_path / "r")  # rank 0 alone writes
+    assert stored.to_dict() == r and stored.achieved_flops_per_s_per_device == pytest.approx(r["achieved_flops_per_s"] / 2)
 
 
-def _rank_pids(parent: int, local_rank: str) -> list[int]:
-    pids = []
+def _descendants(root: int) -> set[int]:
+    """Every process below `root` (its children, theirs, ...), from /proc."""
+    children: dict[int, list[int]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (comm) state"
+        children.setdefault(ppid, []).append(int(proc.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _rank_pids(parent: int, local_rank: str) -> list[int]:
+    """The ranks with `local_rank` of the run started as `parent`, and no other run's (tests run
+    side by side: a rank of someone else's run must never be signalled)."""
+    pids = []
+    for pid in sorted(_descendants(parent)):
+        proc = Path("/proc") / str(pid)
         try:
             env = (proc / "environ").read_bytes().split(b"\0")
             cmd = (proc / "cmdline").read_bytes()
         except OSError:
             continue
         if b"harness" in cmd and f"LOCAL_RANK={local_rank}".encode() in env and \
-                f"TORCHELASTIC_RUN_ID".encode() in b"".join(env):
-            pids.append(int(proc.name))
+                b"TORCHELASTIC_RUN_ID" in b"".join(env):
+            pids.append(pid)
     return pids
 
 
@@ -111,13 +135,26 @@ def _start_two_ranks(tmp_path, results, *, timeout_s):
     return proc, victims
 
 
+def _end_run(proc) -> None:
+    """Kill what is left of a run this test started (its launcher, torchrun and ranks), if any."""
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(30)
+
+
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_run_with_its_name_and_no_record(tmp_path):
     results = tmp_path / "r"
     proc, victims = _start_two_ranks(tmp_path, results, timeout_s=20)
     os.kill(victims[0], signal.SIGKILL)
     started = time.time()
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        _end_run(proc)
     assert proc.returncode == 2 and time.time() - started < 60
     last = err.strip().splitlines()[-1]
     assert last.startswith("harness: error:") and "rank 1" in last and "no record" in last, err[-2000:]
@@ -149,6 +186,7 @@ def test_a_hung_rank_times_out_instead_of_hanging(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        _end_run(proc)
     assert proc.returncode == 2 and time.time() - started < 150
     last = err.strip().splitlines()[-1]
     assert last.startswith("harness: error: rank 0:") and "no record" in last, err[-2000:]

@@ -6,8 +6,11 @@ import time
 
 import pytest
 
-from harness.measure.energy import (DEFAULT_W_PER_THREAD, EstimatedCpuSource, NvmlSource, PowerSampler, RaplSource,
-                            counter_delta, discover_sources, integrate_power_j)
+from harness.measure.energy import (DEFAULT_W_PER_THREAD, ComponentEnergy, EnergyReading, EstimatedCpuSource,
+                                    NvmlSource, PowerSampler, RaplSource, counter_delta, discover_sources,
+                                    integrate_power_j)
+from harness.results.record import ComponentEnergyInfo, Energy
+from tests.conftest import make_record
 from tests.conftest import tiny_raw
 from tests.cli.test_cli import harness, write_config
 
@@ -156,6 +159,63 @@ def test_sampler_thread_samples_at_its_interval_for_real():
     reading = sampler.stop()
     assert 5 <= reading.samples <= 13 and calls[0][0] == "begin"
     assert reading.window_s == pytest.approx(0.25, abs=0.1)
+
+
+def test_the_sampler_is_a_context_manager_over_its_block():
+    now = [10.0]
+    calls = []
+
+    class Recorder:
+        def begin(self, t):
+            calls.append(("begin", t))
+
+        def sample(self, t):
+            calls.append(("sample", t))
+
+        def end(self, t):
+            calls.append(("end", t))
+            return [ComponentEnergy("cpu", 12.0, 6.0, "rapl", "package-0")]
+
+    sampler = PowerSampler([Recorder()], ["gpu: none"], interval_s=3600.0, clock=lambda: now[0])
+    assert sampler.reading is None
+    with sampler as inside:
+        assert inside is sampler and calls == [("begin", 10.0)]
+        now[0] = 12.0
+    assert calls == [("begin", 10.0), ("end", 12.0)]
+    reading = sampler.reading
+    assert reading.window_s == 2.0 and reading.samples == 0 and reading.missing == ("gpu: none",)
+    assert reading.components == (ComponentEnergy("cpu", 12.0, 6.0, "rapl", "package-0"),)
+
+
+def test_for_record_scales_the_window_to_the_measured_steps():
+    reading = EnergyReading(window_s=2.0, interval_s=0.1, samples=19,
+                            components=(ComponentEnergy("gpu0", 400.0, 200.0, "counter", "nvml"),
+                                        ComponentEnergy("cpu", 100.0, 50.0, "estimated", "tdp")),
+                            missing=("rapl: unreadable",))
+    energy = reading.for_record(measured_s=1.5, steps=3, tokens_per_step=64, missing=["nodes 2..2: node 0 only"])
+    assert isinstance(energy, Energy)
+    # 500 J over a 2 s window, 1.5 s of it measured: 375 J over 3 steps of 64 tokens
+    assert energy.joules_per_step == pytest.approx(125.0)
+    assert energy.joules_per_token == pytest.approx(125.0 / 64)
+    assert energy.avg_watts == pytest.approx(250.0)
+    assert energy.components == [
+        ComponentEnergyInfo(component="gpu0", energy_j=400.0, avg_w=200.0, method="counter", detail="nvml",
+                            joules_per_step=100.0),  # 400 J x 0.75 / 3 steps
+        ComponentEnergyInfo(component="cpu", energy_j=100.0, avg_w=50.0, method="estimated", detail="tdp",
+                            joules_per_step=25.0)]
+    assert energy.methods == {"gpu0": "counter", "cpu": "estimated"}
+    assert energy.estimated and energy.method_label == "estimated"
+    assert energy.missing == ["rapl: unreadable", "nodes 2..2: node 0 only"]
+    assert (energy.window_s, energy.interval_s, energy.samples) == (2.0, 0.1, 19)
+    # a record keeps it as it is, through its JSON form
+    record = make_record({"energy": energy.model_dump(mode="json")})
+    assert record.energy == energy
+
+
+def test_a_measured_reading_is_not_labelled_estimated():
+    reading = EnergyReading(1.0, 0.1, 9, (ComponentEnergy("gpu0", 50.0, 50.0, "integrated", "nvml power"),), ())
+    energy = reading.for_record(measured_s=1.0, steps=2, tokens_per_step=10)
+    assert not energy.estimated and energy.method_label == "measured" and energy.joules_per_step == 25.0
 
 
 def test_a_cpu_run_reports_estimated_energy(tmp_path):

@@ -15,7 +15,7 @@ def test_record_on_a_fake_clock_derives_every_figure(tiny_spec):
     assert record.mfu_measured == pytest.approx(record.achieved_flops_per_s / record.peak_flops_measured)
     assert record.peak_flops_datasheet is None and record.mfu_datasheet is None  # CPU: unknown
     assert record.hardware_flops_per_step > record.model_flops_per_step  # fused CPU attention backward
-    assert record.flops["convention"] == "2*MAC"
+    assert record.flops.convention == "2*MAC"
     assert any("CV" in w for w in record.warnings)  # 0.5..1.5 s is a 50% spread
 
 
@@ -24,8 +24,8 @@ def test_real_timed_run_for_each_family(tiny_spec, family):
     record = measure(tiny_spec(family), log=lambda m: None)
     assert len(record.step_times_s) == 3 and all(t > 0 for t in record.step_times_s)
     assert 0 < record.mfu_measured <= 1
-    assert record.peak_memory_bytes > 0 and record.env["device"]["type"] == "cpu"
-    assert record.model["family"] == family
+    assert record.peak_memory_bytes > 0 and record.env.device.type == "cpu"
+    assert record.model.family == family
 
 
 def test_grad_accumulation_counts_every_micro_batch(tiny_spec):

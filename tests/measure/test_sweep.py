@@ -6,6 +6,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.measure.run import measure
+from harness.results.record import SweepInfo
 from harness.results.store import load_records, save
 from harness.measure.sweep import build_sweep, largest_batch, read_state, run_sweep
 from tests.conftest import tiny_raw
@@ -59,7 +60,10 @@ def test_out_of_memory_points_fail_and_the_sweep_goes_on_then_resumes(base, tmp_
     assert [p["status"] for p in state.points] == ["measured", "failed", "measured"]
     assert "out of memory" in state.points[1]["error"]
     records = load_records(results)
-    assert len(records) == 2 and {r["sweep"]["point"] for r in records} == {0, 2}
+    assert len(records) == 2 and {r.sweep.point for r in records} == {0, 2}
+    assert sorted((r.sweep for r in records), key=lambda s: s.point) == [
+        SweepInfo(name="s", point=0, overrides=["train.batch_size=1"]),
+        SweepInfo(name="s", point=2, overrides=["train.batch_size=2"])]
     assert read_state(results, "s")["points"][1]["status"] == "failed"
     with pytest.raises(ConfigError, match="--resume"):
         run_sweep(sweep, results_dir=results, measure=oom_above(8))
@@ -72,7 +76,7 @@ def test_out_of_memory_points_fail_and_the_sweep_goes_on_then_resumes(base, tmp_
 
     bigger = build_sweep({"name": "s", "base": base, "grid": {"train.batch_size": [1, 64, 2, 3]}})
     state = run_sweep(bigger, results_dir=results, resume=True, measure=counting,
-                      measured_hashes=[r["config_hash"] for r in records])
+                      measured_hashes=[r.config_hash for r in records])
     assert calls == [3]  # 1 and 2 measured before, 64 failed before: only the new point runs
     assert [p["status"] for p in state.points] == ["measured", "failed", "measured", "measured"]
 
@@ -100,7 +104,7 @@ def test_sweep_with_largest_batch_search_records_the_search(base, tmp_path):
     state = run_sweep(sweep, results_dir=tmp_path, measure=oom_above(5))
     point = state.points[0]
     assert point["largest_batch_search"] == {"tried": [1, 2, 4, 8, 6, 5], "largest": 5}
-    assert load_records(tmp_path)[0]["batch_size"] == 5
+    assert load_records(tmp_path)[0].batch_size == 5
 
 
 def test_sweep_and_calibrate_from_the_command_line(base, tmp_path):

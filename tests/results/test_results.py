@@ -13,18 +13,20 @@ from harness.results import store
 from harness.config import build_spec
 from harness.errors import ConfigError
 from harness.measure.run import measure
-from tests.conftest import tiny_raw
+from harness.results.record import RunRecord
+from tests.conftest import fixture_json, make_record, tiny_raw
 from tests.cli.test_cli import REPO, harness
 from tests.results.test_store import FOREIGN
 
 
 def synthetic(run_id, *, created="2026-11-20T10:00:00+00:00", preset="gpt2", family="gpt2", device=("cpu", "AMD EPYC"),
-              dtype="fp32", params=1000, **extra):
-    """A complete record (JSON form) with values chosen to be awkward for CSV and floats."""
-    data = {
-        "run_id": run_id, "created_at": created, "config_hash": "c0ffee", "model": {"preset": preset, "family": family},
-        "params": params, "params_non_embedding": params // 2, "batch_size": 2, "seq_len": 16, "decoder_seq_len": None,
-        "grad_accum": 1, "dtype": dtype, "device": {"type": device[0], "name": device[1], "count": 1},
+              dtype="fp32", params=1000, **extra) -> RunRecord:
+    """A complete record with values chosen to be awkward for CSV and floats."""
+    changes = {
+        "run_id": run_id, "created_at": created, "config_hash": "c0ffee", "model.preset": preset,
+        "model.family": family, "params": params, "params_non_embedding": params // 2, "batch_size": 2,
+        "seq_len": 16, "decoder_seq_len": None, "grad_accum": 1, "dtype": dtype,
+        "device": {"type": device[0], "name": device[1], "count": 1},
         "compile": False, "checkpointing": False, "optimizer": "AdamW (foreach)",
         "warmup_times_s": [0.5], "step_times_s": [0.1, 0.1 + 0.2, 1e-9], "median_step_s": 0.1 + 0.2,
         "iqr_step_s": 0.01, "cv_step": 0.333, "total_measured_s": 0.4, "tokens_per_step": 32,
@@ -32,20 +34,24 @@ def synthetic(run_id, *, created="2026-11-20T10:00:00+00:00", preset="gpt2", fam
         "hardware_flops_per_step": 2**62 + 1, "achieved_flops_per_s": 1.5e12, "hardware_flops_per_s": 1.6e12,
         "peak_flops_datasheet": None, "peak_flops_measured": 2e12, "mfu_datasheet": None, "mfu_measured": 0.75,
         "hfu_datasheet": None, "hfu_measured": 0.8, "peak_memory_bytes": 123, "peak_memory_method": "rss",
-        "flops": {"convention": "2*MAC", "model": {"by_op": {"aten.mm": 1}}},
-        "peaks": {}, "timing": {"clock": "perf_counter"},
+        "flops.model.by_op": {"aten.mm": 1}, "timing": {"clock": "perf_counter"},
         "warnings": ['a "quoted", comma\nand a newline; ünïcödé ✓'], "env": {"python": "3.11"},
-        "spec": {"model": {"family": family}}, "provenance": {}, "energy": None, "schema_version": 1,
+        "spec.model.family": family, "provenance": {}, "energy": None,
     }
-    data.update(extra)
-    return data
+    changes.update(extra)
+    return make_record(changes)
+
+
+def synthetic_json(name, /, **fields) -> dict:
+    """The JSON form of `synthetic(name)` with `fields` set as they are, valid or not."""
+    return {**synthetic(name).to_dict(), **fields}
 
 
 @pytest.fixture(scope="module")
 def real_record():
     raw = tiny_raw("gpt2")
     raw["measure"] = {"warmup_steps": 1, "steps": 2}
-    return measure(build_spec(raw), log=lambda message: None).to_dict()
+    return measure(build_spec(raw), log=lambda message: None)
 
 
 @pytest.fixture
@@ -62,22 +68,22 @@ def stored(tmp_path, real_record):
         synthetic("c-llama-cpu", created="2026-11-16T00:00:00+00:00", preset=None, family="llama"),
         synthetic("d-gpt2-fp16", created="2026-11-20T12:00:00Z", dtype="fp16", device=("cuda", "Tesla T4")),
     ]
-    for data in runs:
-        store.save(data, root)
+    for record in runs:
+        store.save(record, root)
     return root
 
 
 def test_load_returns_flat_columns_oldest_first(stored, real_record):
     frame = results.load(stored)
     assert list(frame["run_id"])[:4] == ["a-bert-h100", "b-bert-a100", "c-llama-cpu", "d-gpt2-fp16"]
-    assert list(frame["run_id"])[-1] == real_record["run_id"]
+    assert list(frame["run_id"])[-1] == real_record.run_id
     assert set(store.COLUMNS) <= set(frame.columns) and "record_json" not in frame.columns
     assert str(frame["created_at"].dtype).startswith("datetime64") and frame["created_at"].dt.tz is not None
     row = frame.set_index("run_id").loc["a-bert-h100"]
     assert row["energy_j_per_step"] == 300.5 and row["mfu_datasheet"] == 0.41 and row["world_size"] == 1
     assert frame.set_index("run_id").loc["b-bert-a100", "world_size"] == 8
-    real = frame.set_index("run_id").loc[real_record["run_id"]]
-    assert real["tokens_per_s"] == real_record["tokens_per_s"] and real["family"] == "gpt2"
+    real = frame.set_index("run_id").loc[real_record.run_id]
+    assert real["tokens_per_s"] == real_record.tokens_per_s and real["family"] == "gpt2"
 
 
 @pytest.mark.parametrize("filters, expected", [
@@ -97,9 +103,13 @@ def test_load_filters(stored, filters, expected):
 
 def test_records_and_get(stored):
     full = results.records(stored, model="bert-base")
-    assert [r["run_id"] for r in full] == ["a-bert-h100", "b-bert-a100"]
-    assert full[0]["energy"]["methods"] == {"gpu": "counter"}
-    assert results.get("c-ll", stored)["model"]["family"] == "llama"  # a unique prefix
+    assert all(isinstance(r, RunRecord) for r in full)
+    assert [r.run_id for r in full] == ["a-bert-h100", "b-bert-a100"]
+    assert full[0].energy.methods == {"gpu": "counter"}
+    assert results.get("c-ll", stored).model.family == "llama"  # a unique prefix
+    with_record = results.load(stored, device="h100", with_record=True)
+    assert [r.run_id for r in with_record["record"]] == ["a-bert-h100"]
+    assert with_record["record"][0] == full[0]
     with pytest.raises(ConfigError, match="more than one"):
         results.get("", stored)
     with pytest.raises(ConfigError, match="--since"):
@@ -135,13 +145,14 @@ def test_export_is_readable_by_pandas(stored, tmp_path):
 
 def test_json_imports_one_record_or_a_list_and_skips_known_ids(stored, tmp_path, real_record):
     one = tmp_path / "one.json"
-    one.write_text(json.dumps(synthetic("from-box-2")))
+    one.write_text(json.dumps(synthetic_json("from-box-2")))
     many = tmp_path / "many.json"
-    many.write_text(json.dumps([synthetic("from-box-3"), real_record, synthetic("from-box-3")]))
+    many.write_text(json.dumps([synthetic_json("from-box-3"), real_record.to_dict(), synthetic_json("from-box-3")]))
     result = results.import_files([one, many], stored)
     assert result.added == ("from-box-2", "from-box-3")
-    assert result.skipped == (real_record["run_id"], "from-box-3")
-    assert json.loads((stored / "runs" / "from-box-2.json").read_text()) == synthetic("from-box-2")
+    assert result.skipped == (real_record.run_id, "from-box-3")
+    assert json.loads((stored / "runs" / "from-box-2.json").read_text()) == synthetic_json("from-box-2")
+    assert results.get("from-box-2", stored) == synthetic("from-box-2")
 
 
 def _write(tmp_path, name, content):
@@ -155,12 +166,12 @@ BAD_IMPORTS = [
     ("scalar.json", "42", "must be a JSON object"),
     ("broken.json", '{"run_id": ', "not valid JSON"),
     ("bin.json", b"\xff\xfe\x00garbage", "not a text file"),
-    ("type.json", json.dumps(synthetic("t", batch_size="many")), "batch_size: must be an integer"),
-    ("nan.json", json.dumps(synthetic("t", tokens_per_s=float("nan"))), "tokens_per_s: must be finite"),
-    ("id.json", json.dumps(synthetic("../../etc/passwd")), "not a valid run id"),
-    ("when.json", json.dumps(synthetic("t", created="yesterday")), "created_at"),
-    ("steps.json", json.dumps(synthetic("t", step_times_s=[])), "step_times_s"),
-    ("future.json", json.dumps(synthetic("t", schema_version=99)), "newer than this harness"),
+    ("type.json", json.dumps(synthetic_json("t", batch_size="many")), "batch_size: must be an integer"),
+    ("nan.json", json.dumps(synthetic_json("t", tokens_per_s=float("nan"))), "tokens_per_s: must be finite"),
+    ("id.json", json.dumps(synthetic_json("t", run_id="../../etc/passwd")), "not a valid run id"),
+    ("when.json", json.dumps(synthetic_json("t", created_at="yesterday")), "created_at"),
+    ("steps.json", json.dumps(synthetic_json("t", step_times_s=[])), "step_times_s"),
+    ("future.json", json.dumps(synthetic_json("t", schema_version=99)), "newer than this harness"),
     ("no_col.csv", "a,b\n1,2\n", "no record_json column"),
     ("bad_row.csv", 'record_json\n"{""run_id"": 1"\n', "row 1"),
     ("bad.parquet", b"PAR1 but not really", "unreadable parquet"),
@@ -169,7 +180,7 @@ BAD_IMPORTS = [
 
 @pytest.mark.parametrize("name, content, message", BAD_IMPORTS)
 def test_a_bad_import_names_the_problem_and_imports_nothing(stored, tmp_path, name, content, message):
-    good = _write(tmp_path, "good.json", json.dumps(synthetic("good-one")))
+    good = _write(tmp_path, "good.json", json.dumps(synthetic_json("good-one")))
     bad = _write(tmp_path, name, content)
     before = store.load_records(stored)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as err:
@@ -191,8 +202,8 @@ def test_cli_list_show_export_import(stored, tmp_path, real_record):
     assert rows[0]["energy_j_per_step"] == 300.5 and rows[1]["mfu_datasheet"] is None
     table = harness("results", "list", *root, cwd=tmp_path)
     assert table.returncode == 0 and "a-bert-h100" in table.stdout and "5 run(s)" in table.stdout
-    shown = harness("results", "show", real_record["run_id"][:20], *root, cwd=tmp_path)
-    assert json.loads(shown.stdout) == real_record
+    shown = harness("results", "show", real_record.run_id[:20], *root, cwd=tmp_path)
+    assert json.loads(shown.stdout) == real_record.to_dict()
     export = harness("results", "export", "--format", "parquet", "--out", str(tmp_path / "all.parquet"), *root,
                      cwd=tmp_path)
     assert export.returncode == 0 and "5 run(s) written" in export.stdout

@@ -1,24 +1,26 @@
 import json
 import multiprocessing
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from harness.errors import ConfigError
 from harness.results import store
-from harness.results.record import RunRecord
+from harness.results.record import SCHEMA_VERSION, RunRecord
+from tests.conftest import fixture_json, make_record
 
 
-def record(run_id="r1", **overrides):
-    fields = {name: None for name in RunRecord.__dataclass_fields__}
-    fields.update(run_id=run_id, created_at="2026-11-24T00:00:00+00:00", config_hash="abc",
-                  model={"preset": "gpt2", "family": "gpt2"}, params=10, batch_size=2, seq_len=8,
-                  grad_accum=1, dtype="fp32", device={"type": "cpu", "name": "x", "count": 1},
-                  step_times_s=[0.1, 0.2], median_step_s=0.15, tokens_per_s=100.0,
-                  model_flops_per_step=1000, mfu_measured=0.5, warnings=[], provenance={},
-                  schema_version=1)
-    fields.update(overrides)
-    return RunRecord(**fields)
+def record(run_id="r1", **overrides) -> RunRecord:
+    """A valid record (the committed fixture, migrated) with small, recognisable values."""
+    changes = {"run_id": run_id, "created_at": "2026-11-24T00:00:00+00:00", "config_hash": "abc",
+               "model.preset": "gpt2", "model.family": "gpt2", "params": 10, "batch_size": 2, "seq_len": 8,
+               "grad_accum": 1, "dtype": "fp32", "device": {"type": "cpu", "name": "x", "count": 1},
+               "step_times_s": [0.1, 0.2], "median_step_s": 0.15, "tokens_per_s": 100.0,
+               "model_flops_per_step": 1000, "mfu_measured": 0.5, "warnings": [], "provenance": {}}
+    changes.update(overrides)
+    return make_record(changes)
 
 
 def test_save_writes_the_json_and_one_row(tmp_path):
@@ -38,11 +40,10 @@ def test_save_writes_the_json_and_one_row(tmp_path):
 def test_an_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
     store.save(record("kept"), tmp_path)
 
-    def interrupted(data, handle, **kwargs):
-        handle.write('{"half": ')
+    def interrupted(fd):  # the bytes are in the temporary file, not yet synced nor renamed
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store.json, "dump", interrupted)
+    monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         store.save(record("lost"), tmp_path)
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["kept.json"]
@@ -94,13 +95,18 @@ def make_v1_database(path, records):
     conn.close()
 
 
+def v1_row(run_id, **changes):
+    """A record's JSON form as version 1 of harness wrote it (the committed fixture)."""
+    return {**fixture_json(), "run_id": run_id, **changes}
+
+
 def v1_records():
-    plain = record("plain").to_dict()
+    plain = v1_row("plain")
     plain.pop("energy", None)  # a record from before energy and world_size existed
     plain.pop("world_size", None)
-    with_energy = {**record("energy").to_dict(), "energy": {"joules_per_step": 2.5, "methods": {"gpu": "counter"}}}
-    multi = {**record("multi").to_dict(), "world_size": 4, "energy": None}
-    odd = {**record("odd").to_dict(), "energy": {"joules_per_step": "n/a"}}  # wrong type: stays unknown
+    with_energy = v1_row("energy", energy={"joules_per_step": 2.5, "methods": {"gpu": "counter"}})
+    multi = v1_row("multi", world_size=4, energy=None)
+    odd = v1_row("odd", energy={"joules_per_step": "n/a"})  # wrong type: stays unknown
     return [plain, with_energy, multi, odd]
 
 
@@ -123,14 +129,46 @@ def test_a_v1_database_migrates_forward_and_backfills(tmp_path):
     assert frame.loc["plain", "world_size"] == 1  # one process wrote every record without the key
     for run_id in ("plain", "multi", "odd"):
         assert frame.loc[run_id, "energy_j_per_step"] != frame.loc[run_id, "energy_j_per_step"]  # NaN: unknown
-    # A migrated row holds exactly what the current code writes for the same record.
+    # A migrated row holds exactly what the current code writes for the same record, except
+    # record_schema_version: the row still holds the version-1 JSON it was written with. The odd
+    # row's junk energy is no record's energy: its columns are those of the record without it.
     for data in records:
-        for name, value in store.flat_row(data).items():
+        current = RunRecord.from_json(data if data["run_id"] != "odd" else {**data, "energy": None})
+        for name, value in store.flat_row(current).items():
+            if name == "record_schema_version":
+                assert frame.loc[data["run_id"], name] == 1 and value == SCHEMA_VERSION == 2
+                continue
             got = frame.loc[data["run_id"], name] if name != "run_id" else data["run_id"]
             assert got == value or (value is None and got != got), (data["run_id"], name)
     assert {i: json.loads(j) for i, j in frame["record_json"].items()} == {r["run_id"]: r for r in records}
     store.save(record("after"), tmp_path)  # and it takes new rows
-    assert len(store.load_records(tmp_path)) == 5
+    assert len(store.load_runs(tmp_path)) == 5
+
+
+def test_v1_rows_are_read_as_current_records(tmp_path):
+    records = v1_records()[:3]  # plain, energy, multi: the JSON the first release wrote
+    make_v1_database(tmp_path / "harness.db", records)
+    store.save(record("after"), tmp_path)
+    loaded = {r.run_id: r for r in store.load_records(tmp_path)}
+    assert set(loaded) == {"plain", "energy", "multi", "after"}
+    assert all(isinstance(r, RunRecord) and r.schema_version == 2 for r in loaded.values())
+    v1_per_step = fixture_json()["flops"]["model"]["per_step"]
+    assert loaded["plain"].flops.model.per_rank_per_step == v1_per_step == 1459617792
+    assert loaded["plain"].world_size == 1 and loaded["plain"].energy is None  # absent in v1: defaults
+    assert loaded["multi"].world_size == 4
+    assert loaded["energy"].energy.joules_per_step == 2.5 and loaded["energy"].energy.methods == {"gpu": "counter"}
+    assert store.find_record(tmp_path, "mul").run_id == "multi"
+    # the stored JSON itself is not rewritten: reading migrates, storing keeps what was written
+    with sqlite3.connect(tmp_path / "harness.db") as conn:
+        (text,) = conn.execute("SELECT record_json FROM runs WHERE run_id = 'plain'").fetchone()
+    conn.close()
+    assert json.loads(text) == records[0]
+
+
+def test_a_v1_row_that_is_not_a_valid_record_is_named_on_read(tmp_path):
+    make_v1_database(tmp_path / "harness.db", v1_records())
+    with pytest.raises(ConfigError, match=r"stored run odd: energy\.joules_per_step"):
+        store.load_records(tmp_path)
 
 
 def test_a_new_database_is_built_as_v1_and_migrated(tmp_path):
@@ -236,8 +274,6 @@ FOREIGN = {
 
 @pytest.mark.parametrize("kind", sorted(FOREIGN))
 def test_a_file_that_is_not_ours_is_refused_and_untouched(tmp_path, kind):
-    from harness.errors import ConfigError
-
     make, message = FOREIGN[kind]
     db = tmp_path / "harness.db"
     make(db)
