@@ -51,6 +51,10 @@ FLAG_OF_FIELD = {
     "estimate.usd_per_kwh": "--usd-per-kwh", "gpu": "--gpu", "dtype": "--dtype",
     "prices.url": "--url", "prices.source": "--source", "reproduce.utilization": "--utilization",
     "overrides": "--set", "slices.depths": "--depth-slices", "slices.repeats": "--slice-repeats",
+    "corpus.file": "--corpus", "plan.file": "--plan", "results.since": "--since", "results.until": "--until",
+    "results.run": "--run", "export.format": "--format", "export.out": "--out", "sweep.resume": "--resume",
+    "launch.nproc": "--nproc", "launch.nnodes": "--nnodes", "launch.node_rank": "--node-rank",
+    "launch.rdzv_endpoint": "--rdzv-endpoint",
 }
 
 

@@ -74,9 +74,14 @@ def results_show(
     results_dir: Optional[Path] = _RESULTS_DIR,
 ) -> None:
     """Print one stored record (the full JSON)."""
+    from harness.errors import ConfigError
     from harness.results.api import get
 
-    _print_json(get(run_id, _results_dir(results_dir)).to_dict())
+    try:
+        record = get(run_id, _results_dir(results_dir))
+    except ConfigError as err:  # the run is this command's RUN_ID argument, not --run
+        raise ConfigError("RUN_ID", err.message) from None
+    _print_json(record.to_dict())
 
 
 @results_app.command("export")

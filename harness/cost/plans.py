@@ -165,11 +165,11 @@ def _locate(name_or_path: str, folder: Path, kind: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
-            raise ConfigError(f"--{kind}", f"file not found: {path}")
+            raise ConfigError(f"{kind}.file", f"file not found: {path}")
         return path
     candidate = folder / f"{name_or_path}.yaml"
     if not candidate.exists():
-        raise ConfigError(f"--{kind}", f"unknown {kind} {name_or_path!r}; allowed: "
+        raise ConfigError(f"{kind}.file", f"unknown {kind} {name_or_path!r}; allowed: "
                           f"{', '.join(_available(folder))} or a YAML file")
     return candidate
 

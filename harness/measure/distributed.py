@@ -115,17 +115,17 @@ def torchrun_command(argv: Sequence[str], *, nproc: int, nnodes: int = 1, node_r
     """The torchrun command (an argument list, never a shell string) that runs `harness <argv>`
     on `nproc` processes per node."""
     if nproc < 1:
-        raise ConfigError("--nproc", "must be >= 1")
+        raise ConfigError("launch.nproc", "must be >= 1")
     if nnodes < 1:
-        raise ConfigError("--nnodes", "must be >= 1")
+        raise ConfigError("launch.nnodes", "must be >= 1")
     if not 0 <= node_rank < nnodes:
-        raise ConfigError("--node-rank", f"must be in 0..{nnodes - 1}")
+        raise ConfigError("launch.node_rank", f"must be in 0..{nnodes - 1}")
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
     if nnodes == 1 and rdzv_endpoint is None:
         cmd.append("--standalone")
     else:
         if rdzv_endpoint is None or not re.fullmatch(r"[A-Za-z0-9.\-\[\]:]+:\d+", rdzv_endpoint):
-            raise ConfigError("--rdzv-endpoint", "HOST:PORT is required with --nnodes > 1")
+            raise ConfigError("launch.rdzv_endpoint", "HOST:PORT is required with --nnodes > 1")
         cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
                 f"--rdzv-endpoint={rdzv_endpoint}"]
     return cmd + ["-m", "harness", *argv]

@@ -176,7 +176,7 @@ def read_state(results_dir: Path, name: str) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        raise ConfigError("--resume", f"sweep state {path} is unreadable; remove it to start over") from None
+        raise ConfigError("sweep.resume", f"sweep state {path} is unreadable; remove it to start over") from None
 
 
 def run_sweep(sweep: Sweep, *, results_dir: Path, resume: bool = False, source: str = "",
@@ -194,7 +194,7 @@ def run_sweep(sweep: Sweep, *, results_dir: Path, resume: bool = False, source: 
         from harness.results.store import save
     previous = read_state(results_dir, sweep.name) if resume else None
     if not resume and state_path(results_dir, sweep.name).exists():
-        raise ConfigError("--resume", f"sweep {sweep.name!r} has state in {state_path(results_dir, sweep.name)}; "
+        raise ConfigError("sweep.resume", f"sweep {sweep.name!r} has state in {state_path(results_dir, sweep.name)}; "
                           "pass --resume to continue it, or remove the file to start over")
     failed_before = {p["point_hash"]: p for p in (previous or {}).get("points", []) if p["status"] == "failed"}
     done_before = {p["point_hash"]: p for p in (previous or {}).get("points", []) if p["status"] == "measured"}

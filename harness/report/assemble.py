@@ -85,7 +85,7 @@ def build(records: Sequence[RunRecord], *, all_records: Sequence[RunRecord] | No
     from harness.cost.prices import load_prices
 
     if not records:
-        raise ConfigError("RUN_ID", "no runs to report")
+        raise ConfigError("report.runs", "no runs to report")
     now = now or datetime.now(timezone.utc)
     if cache_dir is None:  # no cache to read: the bundled snapshot alone (never a path relative to the cwd)
         with tempfile.TemporaryDirectory(prefix="harness-no-cache-") as empty:

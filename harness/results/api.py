@@ -62,9 +62,9 @@ def _filter(frame, *, model, device, dtype, since, until):
     if dtype is not None:
         keep &= frame["dtype"] == dtype
     if since is not None:
-        keep &= created >= _when(since, "--since")
+        keep &= created >= _when(since, "results.since")
     if until is not None:
-        bound = _when(until, "--until")
+        bound = _when(until, "results.until")
         if isinstance(until, str) and len(until) == 10:  # a bare date includes that whole day
             bound = bound + pd.Timedelta(days=1)
             keep &= created < bound
@@ -84,7 +84,7 @@ def load(results_dir: str | Path = "results", *, model: str | None = None, devic
     datetimes, inclusive; a bare date as `until` includes that day). `with_record` adds
     `record`, each run's full record (a RunRecord)."""
     for name, value in (("since", since), ("until", until)):
-        _when(value, f"--{name}")
+        _when(value, f"results.{name}")
     frame = _filter(_frame(Path(results_dir)), model=model, device=device, dtype=dtype, since=since, until=until)
     if with_record:
         frame["record"] = [record_of_row(run_id, text) for run_id, text in zip(frame["run_id"], frame["record_json"])]
@@ -101,11 +101,8 @@ def get(run_id: str, results_dir: str | Path = "results") -> RunRecord:
     from harness.results.store import find_record
 
     if not (Path(results_dir) / DB_NAME).exists():
-        raise ConfigError("RUN_ID", f"no stored runs in {results_dir}")
-    try:
-        return find_record(Path(results_dir), run_id)
-    except ConfigError as err:
-        raise ConfigError("RUN_ID", err.message) from None
+        raise ConfigError("results.run", f"no stored runs in {results_dir}")
+    return find_record(Path(results_dir), run_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,11 +115,11 @@ def export(results_dir: str | Path, out: str | Path, fmt: str | None = None, **f
     out = Path(out)
     fmt = fmt or out.suffix.lstrip(".").lower()
     if fmt not in EXPORT_FORMATS:
-        raise ConfigError("--format", f"{fmt!r} is not allowed; allowed: {', '.join(EXPORT_FORMATS)}")
+        raise ConfigError("export.format", f"{fmt!r} is not allowed; allowed: {', '.join(EXPORT_FORMATS)}")
     frame = _filter(_frame(Path(results_dir)), **{k: filters.get(k) for k in
                                                   ("model", "device", "dtype", "since", "until")})
     if frame.empty:
-        raise ConfigError("--out", f"no stored runs in {results_dir} match; nothing written")
+        raise ConfigError("export.out", f"no stored runs in {results_dir} match; nothing written")
     frame["created_at"] = frame["record_json"].map(lambda text: json.loads(text)["created_at"])
     with atomic_path(out) as tmp:
         if fmt == "csv":
@@ -137,7 +134,7 @@ def _parquet() -> None:
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        raise ConfigError("--format", "parquet needs pyarrow: pip install pyarrow") from None
+        raise ConfigError("export.format", "parquet needs pyarrow: pip install pyarrow") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -523,6 +523,10 @@ def validation_error(err: ValidationError, where: str) -> ConfigError:
         message = f"must be finite, got {first.get('input')}"
     elif kind == "string_pattern_mismatch" and field == "run_id":
         message = f"{first.get('input')!r} is not a valid run id (letters, digits, . _ + -)"
+    elif kind == "value_error":  # our own validators: their message says it all
+        message = first["msg"].removeprefix("Value error, ")
+    elif kind == "too_short":
+        message = "must not be empty"
     else:
         message = f"{first['msg']} (got {str(first.get('input'))[:40]})"
     return ConfigError(f"{where}: {field}" if field else where, message)

@@ -344,12 +344,12 @@ def find_record(results_dir: Path, run_id: str | None) -> RunRecord:
     ConfigError if absent."""
     records = load_records(results_dir)
     if not records:
-        raise ConfigError("--run", f"no stored runs in {results_dir}; run `harness run` first")
+        raise ConfigError("results.run", f"no stored runs in {results_dir}; run `harness run` first")
     if run_id is None:
         return records[-1]
     exact = [r for r in records if r.run_id == run_id]
     matches = exact or [r for r in records if r.run_id.startswith(run_id)]
     if len(matches) != 1:
-        raise ConfigError("--run", f"{'no' if not matches else 'more than one'} stored run matches "
+        raise ConfigError("results.run", f"{'no' if not matches else 'more than one'} stored run matches "
                           f"{run_id!r} in {results_dir}")
     return matches[0]

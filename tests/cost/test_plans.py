@@ -71,6 +71,6 @@ def test_bad_plan_names_the_field(raw, field):
 def test_unknown_names_list_what_exists():
     with pytest.raises(ConfigError, match="bert-wiki-books") as err:
         load_corpus("wikipedia-2031")
-    assert err.value.field == "--corpus"
+    assert err.value.field == "corpus.file"
     with pytest.raises(ConfigError, match="bert-pretraining"):
         load_plan("nope")

@@ -65,7 +65,7 @@ def test_out_of_memory_points_fail_and_the_sweep_goes_on_then_resumes(base, tmp_
         SweepInfo(name="s", point=0, overrides=["train.batch_size=1"]),
         SweepInfo(name="s", point=2, overrides=["train.batch_size=2"])]
     assert read_state(results, "s")["points"][1]["status"] == "failed"
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="sweep.resume"):
         run_sweep(sweep, results_dir=results, measure=oom_above(8))
 
     calls = []

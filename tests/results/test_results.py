@@ -112,7 +112,7 @@ def test_records_and_get(stored):
     assert with_record["record"][0] == full[0]
     with pytest.raises(ConfigError, match="more than one"):
         results.get("", stored)
-    with pytest.raises(ConfigError, match="--since"):
+    with pytest.raises(ConfigError, match="results.since"):
         results.load(stored, since="last tuesday")
 
 
