@@ -136,9 +136,16 @@ def datasheet_by_name(gpu: str, mode: str) -> tuple[DatasheetRow, float]:
     return row, tflops * TERA
 
 
-def math_mode(dtype: str, tf32_enabled: bool = False) -> str:
-    """Which datasheet column a run uses: fp32 matmuls run as tf32 when torch allows it."""
-    return "tf32" if dtype == "fp32" and tf32_enabled else dtype
+def math_mode(dtype: str, tf32_enabled: bool = False, row: DatasheetRow | None = None) -> str:
+    """Which datasheet column a run uses: fp32 matmuls run as tf32 when torch allows it and the
+    part has tensor cores for it (`row`; V100 and T4 have none, so their fp32 stays fp32)."""
+    has_tf32 = row is None or row.tf32 is not None
+    return "tf32" if dtype == "fp32" and tf32_enabled and has_tf32 else dtype
+
+
+def training_dtype(row: DatasheetRow) -> str:
+    """The precision a lab trains in on this GPU: bf16 where the part has it, else fp16."""
+    return "bf16" if row.bf16 is not None else "fp16"
 
 
 @dataclass(frozen=True)
@@ -152,8 +159,8 @@ class DatasheetPeak:
 def datasheet_peak(device_type: str, device_name: str, dtype: str, tf32_enabled: bool = False) -> DatasheetPeak:
     """Dense datasheet peak in FLOP/s for a device and dtype; flops_per_s None when unknown
     (every CPU, unlisted GPUs, modes a GPU lacks)."""
-    mode = math_mode(dtype, tf32_enabled)
     row = datasheet_row(device_name) if device_type == "cuda" else None
+    mode = math_mode(dtype, tf32_enabled, row)
     if row is None:
         return DatasheetPeak(None, None, mode, None)
     tflops = getattr(row, mode)

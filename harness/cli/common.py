@@ -54,7 +54,9 @@ FLAG_OF_FIELD = {
     "corpus.file": "--corpus", "plan.file": "--plan", "results.since": "--since", "results.until": "--until",
     "results.run": "--run", "export.format": "--format", "export.out": "--out", "sweep.resume": "--resume",
     "launch.nproc": "--nproc", "launch.nnodes": "--nnodes", "launch.node_rank": "--node-rank",
-    "launch.rdzv_endpoint": "--rdzv-endpoint",
+    "launch.rdzv_endpoint": "--rdzv-endpoint", "estimate.micro_batch": "--micro-batch",
+    "estimate.on_prem_usd_per_gpu": "--on-prem-usd-per-gpu", "estimate.amortize_years": "--amortize-years",
+    "estimate.host_usd_per_gpu": "--host-usd-per-gpu", "estimate.duty_cycle": "--duty-cycle",
 }
 
 

@@ -121,6 +121,11 @@ def estimate(
     carbon_region: Optional[str] = typer.Option(None, "--carbon-region", help="Row of harness/data/carbon/intensity.csv (default us-average-strubell)."),
     carbon_intensity: Optional[float] = typer.Option(None, "--carbon-intensity", help="kg CO2e per kWh (overrides --carbon-region)."),
     usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price for the energy cost."),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Sequences per device per step (default: each phase's batch / --devices)."),
+    on_prem_usd_per_gpu: Optional[float] = typer.Option(None, "--on-prem-usd-per-gpu", help="Purchase price of one owned GPU: adds the on-premises bill."),
+    amortize_years: Optional[float] = typer.Option(None, "--amortize-years", help="Years the owned hardware is amortised over (default 4)."),
+    host_usd_per_gpu: Optional[float] = typer.Option(None, "--host-usd-per-gpu", help="Each GPU's share of the server, network and storage price (default 0)."),
+    duty_cycle: Optional[float] = typer.Option(None, "--duty-cycle", help="Share of its hours the owned hardware does paid work (default 1)."),
     offline: bool = typer.Option(False, "--offline", help="No network: cached tables or the bundled snapshot."),
     source: List[str] = typer.Option([], "--source", help="Price source (repeatable); default all."),
     url: Optional[str] = typer.Option(None, "--url", help="URL for the one --source (https, or http on loopback)."),
@@ -161,7 +166,10 @@ def estimate(
     options = EstimateOptions.build(
         devices=devices, gpu=gpu, dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
         fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
-        carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh)
+        carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh, micro_batch=micro_batch,
+        on_prem_usd_per_gpu=on_prem_usd_per_gpu,
+        **{k: v for k, v in (("amortize_years", amortize_years), ("host_usd_per_gpu", host_usd_per_gpu),
+                             ("duty_cycle", duty_cycle)) if v is not None})  # unset: the default, said so
     calibration = read_calibration(root)
     stored = load_records(root)
     result = extrapolate(record, the_plan, the_corpus, options.changed(dtype=None) if project else options,
@@ -175,6 +183,23 @@ def estimate(
         _print_json(result.to_dict())
     else:
         _estimate_table(result)
+        _on_prem_lines(result)
+
+
+def _on_prem_lines(e) -> None:
+    """The bill on owned hardware, beside the cloud offers, when a purchase price was given."""
+    if e.on_prem is None:
+        return
+    from rich.console import Console
+
+    o = e.on_prem
+    total = "unknown (" + "; ".join(o["notes"]) + ")" if o["total_usd"] is None else _usd(o["total_usd"])
+    Console().print(
+        f"[bold]on premises[/bold]: {_usd(o['capital_usd'])} capital ({_usd(o['usd_per_gpu']['value'])} + "
+        f"{_usd(o['host_usd_per_gpu']['value'])} per GPU over {o['amortize_years']['value']:g} years at duty cycle "
+        f"{o['duty_cycle']['value']:g}: {o['capital_usd_per_device_hour']:.3f} $/device-hour) + "
+        f"{_usd(o['energy_usd'])} energy = {total}; buying {o['devices']} GPU(s): {_usd(o['purchase_usd'])}",
+        soft_wrap=True)
 
 
 def _estimate_table(e) -> None:

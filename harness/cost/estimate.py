@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.data import data_path
 from harness.errors import ConfigError
 from harness.hardware import (DATASHEET, DatasheetRow, MathMode, datasheet_by_name, datasheet_row, gpu_key,
-                              math_mode)
+                              math_mode, training_dtype)
 from harness.cost.plans import Corpus, Plan
 from harness.results.record import RunRecord
 
@@ -48,6 +48,9 @@ CARBON_TABLE = data_path("carbon", "intensity.csv")
 DEFAULT_UTILIZATION = 0.30  # nanoGPT's assumed MFU for its 6ND projection (REFERENCE §3)
 DEFAULT_UTILIZATION_SOURCE = "assumed default 30% MFU (nanoGPT's projection; no measured run on this hardware)"
 FULLY_LOADED_MULTIPLIER = 20  # AI21 (Sharir et al. 2020): 2 configurations x 10 runs
+DEFAULT_AMORTIZE_YEARS = 4.0  # a common depreciation period for GPU servers (assumed; --amortize-years)
+HOURS_PER_YEAR = 24 * 365.25
+BATCH_WARN_FACTOR = 2.0       # a plan's per-device batch this far from the measured one is said
 
 
 # ---- values ----------------------------------------------------------------------------------
@@ -77,6 +80,11 @@ class EstimateOptions(BaseModel):
     carbon_region: str | None = None
     carbon_intensity_kg_per_kwh: float | None = Field(None, ge=0.0)
     usd_per_kwh: float | None = Field(None, ge=0.0)
+    micro_batch: int | None = Field(None, ge=1)  # sequences per device per step, instead of the plan's batch / devices
+    on_prem_usd_per_gpu: float | None = Field(None, gt=0.0)  # purchase price of one owned GPU
+    host_usd_per_gpu: float = Field(0.0, ge=0.0)  # its share of the server, network and storage
+    amortize_years: float = Field(DEFAULT_AMORTIZE_YEARS, gt=0.0)
+    duty_cycle: float = Field(1.0, gt=0.0, le=1.0)  # share of the hours the hardware does paid work
 
     @classmethod
     def build(cls, **values: Any) -> "EstimateOptions":
@@ -90,7 +98,7 @@ class EstimateOptions(BaseModel):
 
     def changed(self, **changes: Any) -> "EstimateOptions":
         """These options with `changes`, validated again."""
-        return EstimateOptions.build(**{**self.model_dump(), **changes})
+        return EstimateOptions.build(**{**self.model_dump(exclude_unset=True), **changes})  # defaults stay defaults
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,9 @@ class PhaseEstimate:
     flops_per_s: float          # the rate the phase is timed at (one device)
     rate_source: str            # measured | predicted from depth slices | scaled | projected, with the run id
     device_s: float             # on one device, before scaling efficiency
+    tokens_per_device_step: float | None = None  # the plan's (global batch x length / devices, or --micro-batch)
+    tokens_per_device_step_source: str = ""
+    utilization: float | None = None             # the phase's, where it is evaluated per phase
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,7 @@ class Estimate:
     energy: dict[str, Any] | None = None
     projections: list[dict[str, Any]] = field(default_factory=list)  # see project_offers
     utilization_range: list[float] | None = None  # ± the calibration error; cost_usd_min/max include it
+    on_prem: dict[str, Any] | None = None  # the bill on owned hardware (see on_prem_bill), when a price is given
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,10 +286,11 @@ def measured_scaling(record: RunRecord, records: Sequence[RunRecord], devices: i
 
 
 def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[RunRecord],
-                    options: EstimateOptions, calibration: Sequence, notes: list[str]) -> Sourced:
-    """Utilization on hardware `gpu`: stored runs of this model on it, else the calibration fit
-    for it at this model's size, else stored runs of other models on it (median), else the
-    user's, else the default."""
+                    options: EstimateOptions, calibration: Sequence, notes: list[str]) -> tuple[Sourced, Any]:
+    """Utilization on hardware `gpu`, and the calibration fit it came from (None otherwise):
+    stored runs of this model on it, else the calibration fit for it at this model's size (at the
+    run's own tokens per device step here; each phase evaluates it at the plan's), else stored
+    runs of other models on it (median), else the user's, else the default."""
     from harness.cost.calibrate import find_fit
 
     measured = [r for r in records if _device_gpu(r) == gpu and r.dtype == dtype
@@ -289,7 +302,7 @@ def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[R
     if same:
         ids = ", ".join(r.run_id for r in same[:5])
         return Sourced(statistics.median(r.mfu_datasheet for r in same),
-                       f"measured: this model on {gpu} {dtype} ({ids})")
+                       f"measured: this model on {gpu} {dtype} ({ids})"), None
     if fit is not None:
         tokens, hidden = record.tokens_per_device_step, record.model.hidden
         inside = (fit.ranges["hidden"][0] <= hidden <= fit.ranges["hidden"][1]
@@ -297,14 +310,14 @@ def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[R
         return Sourced(fit.predict(hidden, tokens, record.seq_len),
                        f"calibrated: fit of {fit.n} runs on {gpu} {dtype}, ±{fit.error:.3f} "
                        f"({'inside' if inside else 'extrapolated beyond'} the measured sizes; harness calibrate)",
-                       fit.error)
+                       fit.error), fit
     if measured:
         ids = ", ".join(r.run_id for r in measured[:5])
         return Sourced(statistics.median(r.mfu_datasheet for r in measured),
-                       f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})")
+                       f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})"), None
     if options.utilization is not None:
-        return Sourced(options.utilization, "user-given (--utilization)")
-    return Sourced(DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE)
+        return Sourced(options.utilization, "user-given (--utilization)"), None
+    return Sourced(DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE), None
 
 
 # ---- the pieces of an estimate ---------------------------------------------------------------
@@ -319,13 +332,26 @@ class Hardware:
     utilization: Sourced
     rate: Sourced                 # model FLOP/s of one device
     row: DatasheetRow | None = None
+    fit: Any = None               # the calibration fit the utilization came from: evaluated per phase
 
 
-def _target_dtype(record: RunRecord, options: EstimateOptions) -> str:
+def _target_dtype(record: RunRecord, options: EstimateOptions, notes: list[str]) -> str:
+    """The precision the job is estimated in: `options.dtype`; else the run's own on the GPU it
+    was measured on; else, on a GPU projected to, the one a lab trains in there (bf16 where the
+    part has it, else fp16; a CPU's fp32 would price a bill nobody pays)."""
     if options.dtype is not None and options.dtype != record.dtype and options.gpu is None:
         raise ConfigError("estimate.dtype", "a different precision needs --gpu (projection); the run measured "
                           f"{record.dtype}")
-    return options.dtype or record.dtype
+    if options.dtype is not None or options.gpu is None:
+        return options.dtype or record.dtype
+    row = datasheet_by_name(options.gpu, "fp32")[0]
+    if row.gpu == _device_gpu(record):
+        return record.dtype
+    dtype = training_dtype(row)
+    if dtype != record.dtype:
+        notes.append(f"projected in {dtype}, the precision labs train in on {row.gpu} (the run measured "
+                     f"{record.dtype}; --dtype overrides)")
+    return dtype
 
 
 def _hardware(record: RunRecord, dtype: str, records: Sequence[RunRecord], options: EstimateOptions,
@@ -335,12 +361,12 @@ def _hardware(record: RunRecord, dtype: str, records: Sequence[RunRecord], optio
     gpu = options.gpu
     if gpu is not None and (measured_gpu is None or dtype != record.dtype
                             or datasheet_by_name(gpu, "fp32")[0].gpu != measured_gpu):
-        mode = math_mode(dtype, dtype == record.dtype and record.env.tf32_matmul)
+        mode = math_mode(dtype, dtype == record.dtype and record.env.tf32_matmul, datasheet_by_name(gpu, "fp32")[0])
         row, peak = datasheet_by_name(gpu, mode)
-        util = _utilization_on(row.gpu, dtype, record, records, options, calibration, notes)
+        util, fit = _utilization_on(row.gpu, dtype, record, records, options, calibration, notes)
         return Hardware(row.gpu, True, Sourced(peak, f"datasheet {mode}: {row.source}"), util,
                         Sourced(peak * util.value, f"projected: {row.gpu} datasheet peak x utilization "
-                                                   f"{util.value:.3f}"), row)
+                                                   f"{util.value:.3f}"), row, fit)
     if options.utilization is not None:
         notes.append(f"--utilization {options.utilization} not used: this hardware was measured")
     if record.mfu_datasheet is not None:
@@ -355,51 +381,100 @@ def _hardware(record: RunRecord, dtype: str, records: Sequence[RunRecord], optio
 
 
 def _phases(record: RunRecord, plan: Plan, corpus: Corpus | None, hardware: Hardware, dtype: str,
-            records: Sequence[RunRecord]) -> list[PhaseEstimate]:
-    """Each phase's tokens, counted FLOPs and one-device time at the rate that fits its length."""
+            records: Sequence[RunRecord], options: EstimateOptions, notes: list[str]) -> list[PhaseEstimate]:
+    """Each phase's tokens, counted FLOPs and one-device time at the rate that fits its length and
+    its per-device batch."""
     lengths = _phase_lengths(record.spec, plan)
     same = [r for r in records if r.run_id != record.run_id and _same_model(r, record)
             and r.dtype == dtype and r.device.name == record.device.name]
     phases = []
     for phase, (seq, dec) in zip(plan.phases, lengths):
+        name = phase.name or f"phase {len(phases) + 1}"
         tokens = phase.tokens_total(corpus)
         per_token = flops_per_token(record.spec, seq, dec)
-        rate = _phase_rate(record, hardware, seq, [r for r in same if r.seq_len == seq])
+        batch = _device_batch(phase, seq, record, options)
+        rate, util = _phase_rate(record, hardware, seq, batch, [r for r in same if r.seq_len == seq])
+        if util is None and batch.source != "the run's own" and _far(batch.value, record.tokens_per_device_step):
+            notes.append(f"phase {name}: the plan's {batch.value:,.0f} tokens per device step are more than "
+                         f"{BATCH_WARN_FACTOR:g}x from the measured run's {record.tokens_per_device_step:,.0f}; "
+                         "its utilization was measured at the run's batch, not the plan's")
         flops = tokens * per_token
-        phases.append(PhaseEstimate(phase.name or f"phase {len(phases) + 1}", seq, tokens, per_token, flops,
-                                    rate.value, rate.source, flops / rate.value))
+        phases.append(PhaseEstimate(name, seq, tokens, per_token, flops, rate.value, rate.source, flops / rate.value,
+                                    batch.value, batch.source, util))
     return phases
 
 
-def _phase_rate(record: RunRecord, hardware: Hardware, seq: int, at_len: Sequence[RunRecord]) -> Sourced:
+def _device_batch(phase, seq: int, record: RunRecord, options: EstimateOptions) -> Sourced:
+    """Tokens one device takes per optimizer step in this phase: --micro-batch x length, else the
+    plan's global batch x length / devices, else (a plan given in tokens or epochs) the run's own."""
+    if options.micro_batch is not None:
+        return Sourced(options.micro_batch * seq, f"--micro-batch {options.micro_batch} x seq {seq}")
+    if phase.batch_size is not None:
+        return Sourced(phase.batch_size * seq / options.devices,
+                       f"the plan's batch {phase.batch_size} x seq {seq} / {options.devices} device(s)")
+    return Sourced(record.tokens_per_device_step, "the run's own")
+
+
+def _far(a: float, b: float) -> bool:
+    return max(a, b) > BATCH_WARN_FACTOR * min(a, b)
+
+
+def _phase_rate(record: RunRecord, hardware: Hardware, seq: int, batch: Sourced,
+                at_len: Sequence[RunRecord]) -> tuple[Sourced, float | None]:
+    """The one-device rate of a phase, and its utilization where it is evaluated for the phase
+    (a calibration fit at the phase's length and per-device batch)."""
+    if hardware.projected and hardware.fit is not None:
+        util = hardware.fit.predict(record.model.hidden, batch.value, seq)
+        return Sourced(hardware.peak.value * util,
+                       f"projected: {hardware.name} datasheet peak x calibrated utilization {util:.3f} at "
+                       f"{batch.value:,.0f} tokens per device step, seq {seq}"), util
     if hardware.projected:
-        return hardware.rate
+        return hardware.rate, None
     if seq == record.seq_len:
-        return Sourced(hardware.rate.value, f"{record.how_timed} (run {record.run_id}, seq {seq})")
+        return Sourced(hardware.rate.value, f"{record.how_timed} (run {record.run_id}, seq {seq})"), None
     if at_len:
         best = at_len[-1]
-        return Sourced(best.achieved_flops_per_s_per_device, f"{best.how_timed} (run {best.run_id}, seq {seq})")
+        return Sourced(best.achieved_flops_per_s_per_device, f"{best.how_timed} (run {best.run_id}, seq {seq})"), None
     return Sourced(hardware.rate.value, f"scaled: FLOPs counted at seq {seq}, timed at the achieved FLOP/s "
-                                        f"measured at seq {record.seq_len} (run {record.run_id}); no run at seq {seq}")
+                                        f"measured at seq {record.seq_len} (run {record.run_id}); no run at seq {seq}"), None
 
 
 def _scaling(record: RunRecord, records: Sequence[RunRecord], options: EstimateOptions,
              notes: list[str]) -> Sourced:
-    measured = measured_scaling(record, records, options.devices) if options.devices > 1 else None
+    """The weak-scaling efficiency to charge, once: a multi-device run's per-device rate already
+    contains its own loss at its world size N, so only the change from N to the job's devices is
+    charged (1 at N itself); a one-device run's rate is charged the whole efficiency at N."""
+    devices, own_n = options.devices, record.world_size
+    if own_n > 1 and devices == own_n:
+        return Sourced(1.0, f"measured in the run's own world size ({own_n} devices): its per-device rate "
+                            "already contains its scaling loss")
+    measured = measured_scaling(record, records, devices) if devices > 1 else None
+    if measured is not None and options.scaling_efficiency is not None:
+        notes.append(f"--scaling-efficiency {options.scaling_efficiency} not used: a multi-device run was measured")
     if measured is not None:
-        if options.scaling_efficiency is not None:
-            notes.append(f"--scaling-efficiency {options.scaling_efficiency} not used: a multi-device run was measured")
-        return measured
-    if options.scaling_efficiency is not None:
-        return Sourced(options.scaling_efficiency, "user-given (--scaling-efficiency)")
-    return Sourced(1.0, "assumed: ideal linear scaling (no multi-device record); an upper bound on throughput"
-                   if options.devices > 1 else "one device")
+        target = measured
+    elif options.scaling_efficiency is not None:
+        target = Sourced(options.scaling_efficiency, "user-given (--scaling-efficiency)")
+    else:
+        target = Sourced(1.0, "assumed: ideal linear scaling (no multi-device record); an upper bound on throughput"
+                         if devices > 1 else "one device")
+    if own_n == 1:
+        return target
+    own = measured_scaling(record, records, own_n)
+    if own is None:
+        notes.append(f"run {record.run_id} ran on {own_n} devices with no one-device run stored: its own scaling "
+                     f"loss is unknown, so its per-device rate is taken as it is on {devices} device(s)")
+        return Sourced(1.0, f"assumed: the run's per-device rate at N={own_n} holds at N={devices} "
+                            "(its own scaling loss unknown)")
+    return Sourced(target.value / own.value, f"{target.source}; relative to the run's own {own.value:.3g} at "
+                                             f"N={own_n}, already in its rate")
 
 
 def _energy(record: RunRecord, hardware: Hardware, device_s: float, settings: dict[str, Any],
             notes: list[str]) -> dict[str, Any] | None:
     """The job's energy: the datasheet board power of a projected GPU, or the power measured
-    during the run's steps, x device-hours."""
+    during the run's steps per device (the device's own + its share of the host), x device-hours.
+    A record without per-device attribution: its whole power / its ranks on the sampled node."""
     if hardware.projected:
         tdp = hardware.row.tdp_w
         if tdp is None:
@@ -411,11 +486,29 @@ def _energy(record: RunRecord, hardware: Hardware, device_s: float, settings: di
     if energy is None:
         notes.append("energy unknown: the run record has no energy measurement")
         return None
-    avg_w = energy.joules_per_step * len(record.step_times_s) / record.total_measured_s
-    methods = ", ".join(f"{k} {v}" for k, v in energy.methods.items())
-    out = job_energy(avg_w * device_s, f"{energy.method_label}: {avg_w:.1f} W during the steps of run "
-                     f"{record.run_id} ({methods}) x device-hours", settings)
+    if energy.devices is not None:  # attributed per device when it was measured
+        device, host = energy.per_device, energy.host_per_device
+        if device is None:
+            notes.append(f"energy unknown: run {record.run_id} did not read its devices' power "
+                         f"({'; '.join(energy.missing) or 'no device component'})")
+            return None
+        host_w = 0.0 if host is None else host.avg_w
+        host_text = (f"host share {host.avg_w:.1f} W ({host.method})" if host is not None else
+                     f"host CPU and memory not included (share unknown: {energy.host_share_method})")
+        avg_w = device.avg_w + host_w
+        method = (f"{energy.method_label}: per device {device.avg_w:.1f} W ({device.method}) + {host_text} "
+                  f"= {avg_w:.1f} W during the steps of run {record.run_id} x device-hours")
+    else:
+        ranks = max(1, record.world_size // record.nnodes)  # the ranks on the one node that was sampled
+        avg_w = energy.joules_per_step * len(record.step_times_s) / record.total_measured_s / ranks
+        host_w = None
+        methods = ", ".join(f"{k} {v}" for k, v in energy.methods.items())
+        method = (f"{energy.method_label}: {avg_w * ranks:.1f} W during the steps of run {record.run_id} "
+                  f"({methods}) / {ranks} device(s) on its node x device-hours (a record without per-device "
+                  "attribution: everything it sampled, every GPU of the host and all its CPU and memory)")
+    out = job_energy(avg_w * device_s, method, settings)
     out["avg_w_per_device"] = avg_w
+    out["host_share_w_per_device"] = host_w
     return out
 
 
@@ -454,6 +547,44 @@ def _fully_loaded(low: float | None, high: float | None, multiplier: float) -> d
             "cost_usd_max": None if high is None else high * multiplier}
 
 
+def on_prem_bill(options: EstimateOptions, device_hours: float, energy: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The job on owned hardware: purchase price (GPU + its share of the host) amortised over
+    `amortize_years` at `duty_cycle` (the share of hours doing paid work), per device-hour, plus
+    energy x PUE at `usd_per_kwh`. None when no purchase price is given; every input with its source."""
+    if options.on_prem_usd_per_gpu is None:
+        return None
+    price = options.on_prem_usd_per_gpu + options.host_usd_per_gpu
+    useful_hours = options.amortize_years * HOURS_PER_YEAR * options.duty_cycle
+    capital = device_hours * price / useful_hours
+    energy_usd = None if energy is None else energy.get("energy_cost_usd")
+    why = None
+    if energy_usd is None:
+        why = ("energy unknown: the estimate has no energy figure" if energy is None
+               else "energy cost unknown: give --usd-per-kwh")
+    given = options.model_fields_set
+
+    def sourced(name: str, flag: str, default: str) -> dict[str, Any]:
+        return {"value": getattr(options, name), "source": f"user-given ({flag})" if name in given else default}
+
+    return {
+        "usd_per_gpu": sourced("on_prem_usd_per_gpu", "--on-prem-usd-per-gpu", ""),
+        "host_usd_per_gpu": sourced("host_usd_per_gpu", "--host-usd-per-gpu",
+                                    "default 0: host, network and storage not included"),
+        "amortize_years": sourced("amortize_years", "--amortize-years",
+                                  f"default {DEFAULT_AMORTIZE_YEARS:g} years (a common depreciation period; assumed)"),
+        "duty_cycle": sourced("duty_cycle", "--duty-cycle",
+                              "default 1.0: busy every hour of its life (assumed; the lowest capital cost per hour)"),
+        "usd_per_kwh": sourced("usd_per_kwh", "--usd-per-kwh", "unknown (no --usd-per-kwh)"),
+        "capital_usd_per_device_hour": price / useful_hours,
+        "devices": options.devices, "purchase_usd": price * options.devices,
+        "capital_usd": capital, "energy_usd": energy_usd,
+        "total_usd": None if energy_usd is None else capital + energy_usd,
+        "formula": "(usd_per_gpu + host_usd_per_gpu) / (amortize_years x 8766 h x duty_cycle) x device-hours "
+                   "+ kWh x PUE x usd_per_kwh",
+        "notes": [why] if why else [],
+    }
+
+
 # ---- the estimate ----------------------------------------------------------------------------
 
 def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: EstimateOptions | None = None, *,
@@ -465,13 +596,13 @@ def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: Esti
     options = options or EstimateOptions()
     settings = energy_settings(options)  # validated before any counting
     notes: list[str] = []
-    dtype = _target_dtype(record, options)
+    dtype = _target_dtype(record, options, notes)
     hardware = _hardware(record, dtype, records, options, calibration, notes)
     if record.depth_extrapolation:
         d = record.depth_extrapolation
         notes.append(f"run {record.run_id} is depth-sliced: its step time is predicted from "
                      f"{len(d.slices)} slices (fit residual {d.residual:.1%}), not measured at full depth")
-    phases = _phases(record, plan, corpus, hardware, dtype, records)
+    phases = _phases(record, plan, corpus, hardware, dtype, records, options, notes)
     efficiency = _scaling(record, records, options, notes)
     device_hours = sum(p.device_s for p in phases) / 3600.0 / efficiency.value
     energy = _energy(record, hardware, device_hours * 3600.0, settings, notes)
@@ -489,7 +620,8 @@ def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: Esti
         devices=options.devices, scaling_efficiency=efficiency.value, scaling_efficiency_source=efficiency.source,
         device_hours=device_hours, wall_hours=device_hours / options.devices, offers=costs,
         cost_usd_min=low, cost_usd_max=high, fully_loaded=_fully_loaded(low, high, options.fully_loaded_multiplier),
-        price_warnings=list(price_warnings), notes=notes, energy=energy, utilization_range=util_range)
+        price_warnings=list(price_warnings), notes=notes, energy=energy, utilization_range=util_range,
+        on_prem=on_prem_bill(options, device_hours, energy))
 
 
 def project_offers(record: RunRecord, plan: Plan, corpus: Corpus | None, options: EstimateOptions | None = None,
