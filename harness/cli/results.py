@@ -119,7 +119,7 @@ def results_import(
 
 def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], results_dir: Path,
                  corpus: Optional[str] = None, plan: Optional[str] = None, gpu: Optional[str] = None,
-                 dtype: Optional[str] = None):
+                 dtype: Optional[str] = None, on_prem: dict | None = None):
     """Select the runs, build the report and write it; returns harness.report.Written."""
     from harness.errors import ConfigError
     from harness.report import Options, build, write
@@ -144,7 +144,8 @@ def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], res
             if record.run_id not in {r.run_id for r in chosen}:
                 chosen.append(record)
     options = Options(**{k: v for k, v in (("corpus", corpus), ("plan", plan), ("gpu", gpu), ("dtype", dtype))
-                         if v is not None})
+                         if v is not None},
+                      on_prem=tuple((k, v) for k, v in (on_prem or {}).items() if v is not None))
     _check_options(options)
     from harness.cost.calibrate import read_calibration
 
@@ -154,9 +155,12 @@ def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], res
 
 
 def _check_options(options) -> None:
-    """Bad --corpus/--plan/--gpu/--dtype fail before any figure is drawn."""
+    """Bad --corpus/--plan/--gpu/--dtype/on-premises figures fail before any figure is drawn."""
+    from harness.cost.estimate import EstimateOptions
     from harness.hardware import datasheet_by_name, math_mode
     from harness.cost.plans import load_corpus, load_plan
+
+    EstimateOptions.build(**dict(options.on_prem))
 
     load_corpus(options.corpus)
     if options.plan:
@@ -172,11 +176,18 @@ def report(
     plan: Optional[str] = typer.Option(None, "--plan", help="Plan (default: the corpus's recipe)."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU that runs off a datasheet GPU are projected to (default A100)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Precision of that projection (default bf16)."),
+    on_prem_usd_per_gpu: Optional[float] = typer.Option(None, "--on-prem-usd-per-gpu", help="Purchase price of one owned GPU: adds the on-premises bill."),
+    amortize_years: Optional[float] = typer.Option(None, "--amortize-years", help="Years the owned hardware is amortised over (default 4)."),
+    host_usd_per_gpu: Optional[float] = typer.Option(None, "--host-usd-per-gpu", help="Each GPU's share of the host's price (default 0)."),
+    duty_cycle: Optional[float] = typer.Option(None, "--duty-cycle", help="Share of its hours the owned hardware does paid work (default 1)."),
+    usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price, for the on-premises bill's energy."),
     results_dir: Optional[Path] = _RESULTS_DIR,
 ) -> None:
     """Write report.md and a self-contained report.html with plots of the chosen runs."""
+    on_prem = {"on_prem_usd_per_gpu": on_prem_usd_per_gpu, "amortize_years": amortize_years,
+               "host_usd_per_gpu": host_usd_per_gpu, "duty_cycle": duty_cycle, "usd_per_kwh": usd_per_kwh}
     written = write_report(list(run_ids or []), all_runs=all_runs, out=out, results_dir=_results_dir(results_dir),
-                           corpus=corpus, plan=plan, gpu=gpu, dtype=dtype)
+                           corpus=corpus, plan=plan, gpu=gpu, dtype=dtype, on_prem=on_prem)
     print(f"report written to {written.html} (and {written.markdown.name}, {len(written.figures)} figures)")
 
 

@@ -35,12 +35,14 @@ DEFAULT_PROJECTION_DTYPE = "bf16"
 @dataclass(frozen=True)
 class Options:
     """How the cost section prices runs: `corpus` and `plan` (default: the corpus's recipe);
-    runs not measured on a datasheet GPU are projected to `gpu` in `dtype`."""
+    runs not measured on a datasheet GPU are projected to `gpu` in `dtype`; `on_prem`, estimate
+    options such as {"on_prem_usd_per_gpu": 25000, "usd_per_kwh": 0.1}, adds the owned-hardware bill."""
 
     corpus: str = DEFAULT_CORPUS
     plan: str | None = None
     gpu: str = DEFAULT_PROJECTION_GPU
     dtype: str = DEFAULT_PROJECTION_DTYPE
+    on_prem: tuple[tuple[str, float], ...] = ()
 
 
 def _measured_on_datasheet_gpu(record: RunRecord) -> bool:
@@ -63,7 +65,8 @@ def price_runs(records: Sequence[RunRecord], all_records: Sequence[RunRecord], o
     out = []
     for record in records:
         projected = not _measured_on_datasheet_gpu(record)
-        est_options = EstimateOptions.build(gpu=options.gpu, dtype=options.dtype) if projected else EstimateOptions()
+        projection = {"gpu": options.gpu, "dtype": options.dtype} if projected else {}
+        est_options = EstimateOptions.build(**projection, **dict(options.on_prem))
         try:
             misfit = plan_misfit(record.spec, plan)
             est = estimate(record, one_epoch() if misfit else plan, corpus, est_options, offers=offers,
@@ -124,6 +127,8 @@ def build(records: Sequence[RunRecord], *, all_records: Sequence[RunRecord] | No
         report.h(3, "Cost")
         notes = "; ".join(p.estimate.notes) if p.estimate is not None else p.why_not
         report.figure_or(cost_figure(p), f"No cost figure: {notes}.")
+        if p.estimate is not None and p.estimate.on_prem is not None:
+            report.p(_on_prem_text(p.estimate.on_prem))
 
     report.h(2, "Across runs")
     report.h(3, "MFU and throughput against model size")
@@ -155,3 +160,16 @@ def build(records: Sequence[RunRecord], *, all_records: Sequence[RunRecord] | No
                    "arXiv 1906.02243, Table 3.")
     report.items(sources)
     return report
+
+
+def _on_prem_text(o: dict) -> str:
+    """The owned-hardware bill in one paragraph, every input with its source."""
+    from harness.units import usd
+
+    inputs = "; ".join(f"{name.replace('_', ' ')} {o[name]['value']} ({o[name]['source'] or 'user-given'})"
+                       for name in ("usd_per_gpu", "host_usd_per_gpu", "amortize_years", "duty_cycle", "usd_per_kwh"))
+    total = usd(o["total_usd"]) if o["total_usd"] is not None else "unknown (" + "; ".join(o["notes"]) + ")"
+    return (f"On premises [estimated; user-given prices]: {usd(o['capital_usd'])} capital "
+            f"({o['capital_usd_per_device_hour']:.3f} $/device-hour) + {usd(o['energy_usd'])} energy = {total} "
+            f"for the job; buying its {o['devices']} GPU(s) costs {usd(o['purchase_usd'])}. "
+            f"Formula: {o['formula']}. Inputs: {inputs}.")

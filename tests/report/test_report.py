@@ -198,3 +198,13 @@ def test_a_multi_rank_run_shows_its_ranks(written):
              for i in range(2)]
     fig = report.step_time_figure(r.evolve(world_size=2, per_rank=ranks))
     assert "x2 ·" in fig.title and "2 ranks" in fig.caption and fig.png.startswith(PNG_MAGIC)
+
+
+def test_the_on_prem_bill_is_shown_when_given(written):
+    """`harness report --on-prem-usd-per-gpu ...`: each run's cost section says what owning costs."""
+    _, _, records = written
+    options = report.Options(on_prem=(("on_prem_usd_per_gpu", 25_000.0), ("usd_per_kwh", 0.1)))
+    md = report.to_markdown(report.build(records[:1], cache_dir=None, options=options))
+    assert "On premises [estimated; user-given prices]" in md and "$/device-hour" in md
+    assert "amortize years 4.0 (default 4 years" in md
+    assert "On premises" not in report.to_markdown(report.build(records[:1], cache_dir=None))
