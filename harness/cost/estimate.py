@@ -120,7 +120,13 @@ class PhaseEstimate:
 
 @dataclass(frozen=True)
 class OfferCost:
-    """One cloud offer and what the whole job costs on it."""
+    """One cloud offer and what the whole job costs on it.
+
+    `cost_usd` is pro rata: device-hours x the price per GPU-hour. `whole_instance_cost_usd` is
+    what renting whole instances costs: `instances` = ceil(devices / gpus_per_instance) x the
+    instance price x wall hours; the two differ when the devices are not a multiple of the GPUs
+    per instance (one GPU of an 8-GPU instance cannot be rented alone), and `labels` then says so,
+    as it says "form unknown", a Local Zone, or a GPU-only price."""
 
     provider: str
     instance: str
@@ -134,6 +140,25 @@ class OfferCost:
     source: str
     provenance: str
     cost_usd: float
+    instances: int = 1
+    whole_instance_cost_usd: float | None = None
+    form: str | None = None            # SXM | PCIe | NVL as the instance tells; None: form unknown
+    local_zone: str | None = None
+    gpu_only: bool = False             # the GPUs alone: kept out of the cost ranges (Estimate.gpu_only)
+    host_usd_per_hour: float | None = None
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KindCost:
+    """The offers of one pricing kind ("on-demand" or "spot") and the job's cost range over them,
+    one run and fully loaded. Spot is reported beside on-demand, never mixed into its range."""
+
+    kind: str
+    offers: list[OfferCost]
+    cost_usd_min: float | None
+    cost_usd_max: float | None
+    fully_loaded: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -170,6 +195,12 @@ class Estimate:
     projections: list[dict[str, Any]] = field(default_factory=list)  # see project_offers
     utilization_range: list[float] | None = None  # ± the calibration error; cost_usd_min/max include it
     on_prem: dict[str, Any] | None = None  # the bill on owned hardware (see on_prem_bill), when a price is given
+    # The headline `cost_usd_min/max` and `fully_loaded` are the on-demand range; spot beside it;
+    # GPU-only offers (host VM extra, not in the catalog) are listed apart, in no range.
+    on_demand: KindCost = field(default_factory=lambda: KindCost("on-demand", [], None, None, {}))
+    spot: KindCost = field(default_factory=lambda: KindCost("spot", [], None, None, {}))
+    gpu_only: list[OfferCost] = field(default_factory=list)
+    run_tokens_per_device_step: float | None = None  # the measured run's own batch, beside each phase's
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -621,7 +652,7 @@ def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: Esti
         device_hours=device_hours, wall_hours=device_hours / options.devices, offers=costs,
         cost_usd_min=low, cost_usd_max=high, fully_loaded=_fully_loaded(low, high, options.fully_loaded_multiplier),
         price_warnings=list(price_warnings), notes=notes, energy=energy, utilization_range=util_range,
-        on_prem=on_prem_bill(options, device_hours, energy))
+        on_prem=on_prem_bill(options, device_hours, energy), run_tokens_per_device_step=record.tokens_per_device_step)
 
 
 def project_offers(record: RunRecord, plan: Plan, corpus: Corpus | None, options: EstimateOptions | None = None,

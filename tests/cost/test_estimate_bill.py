@@ -106,6 +106,7 @@ def test_a_plan_batch_far_from_the_measured_one_is_said(record):
     plan = build_plan({"phases": [{"name": "big", "steps": 10, "batch_size": 256, "seq_len": 16}]})
     e = estimate(record, plan, None)  # measured hardware: its rate is at the run's 4 x 64 = 256 tokens
     assert e.phases[0].tokens_per_device_step == 4096 and e.phases[0].utilization is None
+    assert e.run_tokens_per_device_step == 256  # the measured run's own batch, stated beside
     assert any("phase big" in n and "4,096 tokens per device step" in n and "more than 2x" in n for n in e.notes)
     near = build_plan({"phases": [{"name": "near", "steps": 10, "batch_size": 8, "seq_len": 64}]})  # 512: 2x
     assert not any("phase near" in n for n in estimate(record, near, None).notes)
