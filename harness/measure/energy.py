@@ -9,6 +9,11 @@ Methods, best first:
 
 A :class:`PowerSampler` runs the sources on a background thread at a fixed interval between
 `start()` and `stop()`, which the run calls around the measured steps only.
+
+Attribution: only the job's GPUs are read (:func:`job_gpus`: the CUDA devices of its ranks on
+this node, through CUDA_VISIBLE_DEVICES), and a :class:`HostShare` gives the job its share of
+the host's CPU and memory: its GPUs / the host's GPUs (NVML's count) on a GPU run, everything
+sampled on a CPU run. :meth:`EnergyReading.for_record` records both per device.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
-from harness.results.record import ComponentEnergyInfo, Energy
+from harness.results.record import AttributedPower, ComponentEnergyInfo, Energy
 
 RAPL_ROOT = Path("/sys/class/powercap")
 MEMORY_W_PER_GB = 0.375  # codecarbon's convention: 3 W per 8 GB of RAM (an estimate, not a measurement)
@@ -54,6 +59,37 @@ class ComponentEnergy:
 
 
 @dataclass(frozen=True)
+class HostShare:
+    """The job's part of the host it was sampled on: `devices` of the job there (GPUs read, or a
+    CPU run's processes), and the `fraction` of the host's CPU and memory power that is theirs
+    (None: unknown), with how it was set."""
+
+    device_type: str    # cuda | cpu
+    devices: int
+    fraction: float | None
+    method: str
+    host_gpus: int | None = None   # the host's GPUs as NVML counts them (GPU runs)
+
+    @staticmethod
+    def of_gpus(devices: int, host_gpus: int | None) -> "HostShare":
+        """A GPU run: the job's `devices` of the host's `host_gpus` GPUs (None: NVML unreadable)."""
+        if not host_gpus:
+            return HostShare("cuda", devices, None, "unknown: NVML unreadable, so the host's GPU count is unknown")
+        return HostShare("cuda", devices, devices / host_gpus,
+                         f"the job's GPUs / the host's GPUs (NVML's count): {devices}/{host_gpus}", host_gpus)
+
+    @staticmethod
+    def of_cpu(processes: int) -> "HostShare":
+        """A CPU run: its CPU is the device; everything sampled is the job's, over its processes."""
+        return HostShare("cpu", processes, 1.0, f"CPU run: all of the sampled host is the job's "
+                         f"(the process's share as sampled), over its {processes} process(es) on this node")
+
+    def is_device(self, component: str) -> bool:
+        """Whether `component` is one of the job's devices (a GPU; a CPU run's CPU) or the host's."""
+        return component.startswith("gpu") if self.device_type == "cuda" else component == "cpu"
+
+
+@dataclass(frozen=True)
 class EnergyReading:
     """Everything the sampler saw in one window."""
 
@@ -68,21 +104,47 @@ class EnergyReading:
         return sum(c.energy_j for c in self.components)
 
     def for_record(self, *, measured_s: float, steps: int, tokens_per_step: int,
-                   missing: Sequence[str] = ()) -> Energy:
+                   missing: Sequence[str] = (), share: HostShare | None = None) -> Energy:
         """The record's energy: per step and per token over the measured steps (the window's
         average power × the measured time), every component's method, and what was not read
-        (`missing` adds to the sampler's own list)."""
-        scale = measured_s / self.window_s if self.window_s else 0.0
-        total = self.total_j * scale
+        (`missing` adds to the sampler's own list). With the job's `share` of the host, the
+        figures are the job's: its devices' power (`per_device`: their average W / devices) plus
+        its share of the rest (`host_per_device`: the host's W × share.fraction / devices);
+        without it, everything read."""
+        window = self.window_s
+        scale = measured_s / window if window else 0.0
+        attribution: dict = {}
+        total_j = self.total_j
+        if share is not None:
+            device = [c for c in self.components if share.is_device(c.component)]
+            host = [c for c in self.components if not share.is_device(c.component)]
+            device_j, host_j = sum(c.energy_j for c in device), sum(c.energy_j for c in host)
+            attribution = {"devices": share.devices, "host_gpus": share.host_gpus, "host_share": share.fraction,
+                           "host_share_method": share.method}
+            if device and window:
+                read = ", ".join(f"{c.component} {c.method}" for c in device)
+                attribution["per_device"] = AttributedPower(
+                    avg_w=device_j / window / share.devices,
+                    method=(f"{read} / {share.devices} job GPU(s); the host's other GPUs not read"
+                            if share.device_type == "cuda" else f"CPU run, the CPU is the device: {read} / "
+                            f"{share.devices} process(es)"))
+            if share.fraction is not None and window:
+                read = ", ".join(f"{c.component} {c.method}" for c in host) or "nothing read"
+                attribution["host_per_device"] = AttributedPower(
+                    avg_w=host_j / window * share.fraction / share.devices,
+                    method=f"host {read} {host_j / window:.1f} W x {share.fraction:.4g} ({share.method}) "
+                           f"/ {share.devices} device(s)")
+                total_j = device_j + host_j * share.fraction
+        total = total_j * scale
         return Energy(
             joules_per_step=total / steps, joules_per_token=total / (steps * tokens_per_step),
-            avg_watts=self.total_j / self.window_s if self.window_s else 0.0,
+            avg_watts=total_j / window if window else 0.0,
             components=[ComponentEnergyInfo(**asdict(c), joules_per_step=c.energy_j * scale / steps)
                         for c in self.components],
             methods={c.component: c.method for c in self.components},
             estimated=any(c.method == "estimated" for c in self.components),
-            missing=[*self.missing, *missing], window_s=self.window_s, interval_s=self.interval_s,
-            samples=self.samples)
+            missing=[*self.missing, *missing], window_s=window, interval_s=self.interval_s,
+            samples=self.samples, **attribution)
 
 
 def integrate_power_j(samples: Sequence[tuple[float, float]]) -> float:
@@ -109,12 +171,35 @@ def _component(name: str, energy_j: float, window_s: float, method: str, detail:
     return ComponentEnergy(name, energy_j, energy_j / window_s if window_s > 0 else 0.0, method, detail)
 
 
-class NvmlSource:
-    """Per-GPU energy from NVML: the cumulative counter where supported, else integrated power."""
+def job_gpus(cuda_ordinals: Sequence[int], visible_devices: str | None) -> tuple[int | str, ...]:
+    """The GPUs (NVML index, or a UUID) behind the CUDA ordinals the job's processes on this node
+    use: ordinal k is the k-th entry of CUDA_VISIBLE_DEVICES (`visible_devices`) when set, else
+    NVML index k (NVML numbers GPUs in PCI bus order, as CUDA does with CUDA_DEVICE_ORDER=PCI_BUS_ID
+    or on a host of one GPU model)."""
+    if visible_devices is None:
+        return tuple(cuda_ordinals)
+    entries = [e.strip() for e in visible_devices.split(",") if e.strip()]
+    out: list[int | str] = []
+    for k in cuda_ordinals:
+        if not 0 <= k < len(entries):
+            raise ValueError(f"CUDA device {k} is not among CUDA_VISIBLE_DEVICES={visible_devices!r}")
+        out.append(int(entries[k]) if entries[k].isdigit() else entries[k])
+    return tuple(out)
 
-    def __init__(self, nvml, indices: Sequence[int]):
+
+class NvmlSource:
+    """Per-GPU energy from NVML for the GPUs named (NVML index or UUID): the cumulative counter
+    where supported, else integrated power. Components are named by NVML index (gpu3)."""
+
+    def __init__(self, nvml, indices: Sequence[int | str]):
         self.nvml = nvml
-        self.handles = [(i, nvml.nvmlDeviceGetHandleByIndex(i)) for i in indices]
+        self.handles = []
+        for gpu in indices:
+            if isinstance(gpu, str):
+                handle = nvml.nvmlDeviceGetHandleByUUID(gpu)
+                self.handles.append((int(nvml.nvmlDeviceGetIndex(handle)), handle))
+            else:
+                self.handles.append((gpu, nvml.nvmlDeviceGetHandleByIndex(gpu)))
         self.counter_mj: dict[int, list[int]] = {}
         self.power: dict[int, list[tuple[float, float]]] = {}
         self.t0 = 0.0
@@ -265,13 +350,16 @@ class EstimatedMemorySource:
                            f"{self.w_per_gb} W/GB x {self.gb:.1f} GB installed (codecarbon's 3 W per 8 GB)")]
 
 
-def discover_sources(device_type: str, *, cpu_tdp_w: float | None = None, nvml=None,
+def discover_sources(device_type: str, *, gpus: Sequence[int | str] = (0,), processes: int = 1,
+                     cpu_tdp_w: float | None = None, nvml=None,
                      rapl_root: Path = RAPL_ROOT, cpu_model: str | None = None,
                      cpu_percent: Callable[[], float] | None = None,
                      threads: int | None = None, memory_bytes: int | None = None
-                     ) -> tuple[list[Source], list[str]]:
-    """The best source for each component on this machine, and what is missing and why.
-    Every argument after `device_type` is a seam for tests (defaults read this machine)."""
+                     ) -> tuple[list[Source], list[str], HostShare]:
+    """The best source for each component on this machine, what is missing and why, and the
+    job's share of the host. A GPU run reads only `gpus` (the job's on this node, see
+    :func:`job_gpus`); a CPU run's devices are its `processes` on this node. Every argument
+    after `processes` is a seam for tests (defaults read this machine)."""
     import os
 
     import psutil
@@ -279,15 +367,27 @@ def discover_sources(device_type: str, *, cpu_tdp_w: float | None = None, nvml=N
     sources: list[Source] = []
     missing: list[str] = []
     if device_type == "cuda":
+        host_gpus = None
         try:
             if nvml is None:
                 import pynvml as nvml
             nvml.nvmlInit()
-            sources.append(NvmlSource(nvml, range(nvml.nvmlDeviceGetCount())))
+            host_gpus = int(nvml.nvmlDeviceGetCount())
         except Exception as err:
             missing.append(f"gpu: NVML unavailable ({err.__class__.__name__}); GPU energy not measured")
+        if host_gpus is not None:
+            outside = [g for g in gpus if isinstance(g, int) and not 0 <= g < host_gpus]
+            try:
+                if outside:
+                    raise LookupError(f"{outside} not among the host's {host_gpus} NVML devices")
+                sources.append(NvmlSource(nvml, gpus))
+            except Exception as err:  # an unknown UUID, a MIG instance: NVMLError_NotFound and kin
+                missing.append(f"gpu: the job's GPUs {list(gpus)} not readable through NVML "
+                               f"({err.__class__.__name__}: {err}); GPU energy not measured")
+        share = HostShare.of_gpus(len(gpus), host_gpus)
     else:
         missing.append("gpu: no CUDA device in this run")
+        share = HostShare.of_cpu(processes)
     rapl = RaplSource.discover(rapl_root)
     if rapl:
         sources.append(RaplSource(rapl))
@@ -313,7 +413,7 @@ def discover_sources(device_type: str, *, cpu_tdp_w: float | None = None, nvml=N
                                           cpu_percent=cpu_percent or (lambda: psutil.cpu_percent(interval=None))))
     if "dram" not in rapl:
         sources.append(EstimatedMemorySource(memory_bytes or psutil.virtual_memory().total))
-    return sources, missing
+    return sources, missing, share
 
 
 class PowerSampler:

@@ -26,7 +26,7 @@ from harness.flops.analytic import AnalyticFlops as AnalyticCounts, analytic_flo
 from harness.flops.count import count_flops, count_model_flops, module_groups
 from harness.measure import distributed
 from harness.measure.distributed import DistEnv, RankFailure, dist_env
-from harness.measure.energy import PowerSampler, discover_sources
+from harness.measure.energy import PowerSampler, discover_sources, job_gpus
 from harness.measure.env import collect_env
 from harness.hardware import datasheet_peak
 from harness.measure.peak import measure_peak
@@ -131,8 +131,16 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
         torch.cuda.reset_peak_memory_stats(device)
     clock = clock or clock_for(device.type)
     sampler = None
+    share = None
     if spec.measure.energy and (denv is None or denv.local_rank == 0):  # one sampler per node
-        sources, missing = discover_sources(device.type, cpu_tdp_w=spec.measure.cpu_tdp_w)
+        local = denv.world_size // denv.nnodes if denv else 1  # the job's processes on this node
+        gpus: tuple = ()
+        if device.type == "cuda":  # the node's ranks use cuda:0..local-1 (distributed.init); one process its own
+            ordinals = range(local) if denv else [device.index if device.index is not None
+                                                  else torch.cuda.current_device()]
+            gpus = job_gpus(ordinals, os.environ.get("CUDA_VISIBLE_DEVICES"))
+        sources, missing, share = discover_sources(device.type, gpus=gpus, processes=local,
+                                                   cpu_tdp_w=spec.measure.cpu_tdp_w)
         sampler = PowerSampler(sources, missing, interval_s=spec.measure.power_interval_s)
     times = time_steps(step, warmup=spec.measure.warmup_steps, steps=spec.measure.steps, clock=clock,
                        on_step=on_step, window=sampler)
@@ -156,7 +164,8 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
     if sampler is not None:
         other_nodes = [f"nodes 2..{denv.nnodes}: energy sampled on node 0 only"] if denv and denv.nnodes > 1 else []
         energy = sampler.reading.for_record(measured_s=times.total_s, steps=spec.measure.steps,
-                                            tokens_per_step=spec.tokens_per_step * world, missing=other_nodes)
+                                            tokens_per_step=spec.tokens_per_step * world, missing=other_nodes,
+                                            share=share)
     measurement = Measurement(
         spec=spec, run_id=new_run_id(spec, created), created_at=created, times=times,
         model_flops=FlopSummary(per_rank_per_step=model_count.total, by_op=dict(model_count.by_op),

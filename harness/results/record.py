@@ -130,8 +130,24 @@ class ComponentEnergyInfo(Value):
     joules_per_step: float | None = None
 
 
+class AttributedPower(Value):
+    """An average power in W given to one of the job's devices, and how it was attributed."""
+
+    avg_w: float = Field(ge=0)
+    method: str
+
+
 class Energy(Value):
-    """Energy of the measured steps: per step, per token, per component with its method."""
+    """Energy of the measured steps: per step, per token, per component with its method.
+
+    A record written since per-device attribution also says what is the job's on the sampled
+    node: `devices` (the GPUs its ranks use there, or a CPU run's processes), `per_device` (the
+    device components' average W / devices: the job's GPUs, or a CPU run's CPU) and
+    `host_per_device` (the host's other components x `host_share` / devices). `host_share` is the
+    job's fraction of the host (GPU runs: devices / `host_gpus`, NVML's count; CPU runs: 1, the
+    process's share as sampled), `host_share_method` says how; then `joules_per_step` is the job's
+    (its devices + its host share), while `components` keep what was read. Older records lack
+    these fields (None): their figures are everything the sampler read."""
 
     joules_per_step: float
     joules_per_token: float | None = None
@@ -144,6 +160,12 @@ class Energy(Value):
     interval_s: float | None = None
     samples: int | None = None
     note: str | None = None
+    devices: int | None = Field(None, ge=1)
+    host_gpus: int | None = Field(None, ge=1)
+    host_share: float | None = Field(None, ge=0, le=1)
+    host_share_method: str | None = None
+    per_device: AttributedPower | None = None
+    host_per_device: AttributedPower | None = None
 
     @property
     def method_label(self) -> str:

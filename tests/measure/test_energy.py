@@ -7,9 +7,9 @@ import time
 import pytest
 
 from harness.measure.energy import (DEFAULT_W_PER_THREAD, ComponentEnergy, EnergyReading, EstimatedCpuSource,
-                                    NvmlSource, PowerSampler, RaplSource, counter_delta, discover_sources,
-                                    integrate_power_j)
-from harness.results.record import ComponentEnergyInfo, Energy
+                                    HostShare, NvmlSource, PowerSampler, RaplSource, counter_delta,
+                                    discover_sources, integrate_power_j, job_gpus)
+from harness.results.record import AttributedPower, ComponentEnergyInfo, Energy
 from tests.conftest import make_record
 from tests.conftest import tiny_raw
 from tests.cli.test_cli import harness, write_config
@@ -119,13 +119,14 @@ def test_nvml_power_is_integrated_without_a_counter():
 
 def test_discover_uses_nvml_and_rapl_when_present(tmp_path):
     rapl_tree(tmp_path, 0, 0)
-    sources, missing = discover_sources("cuda", nvml=StandInNvml(energy_mj=[0]), rapl_root=tmp_path)
+    sources, missing, share = discover_sources("cuda", nvml=StandInNvml(energy_mj=[0]), rapl_root=tmp_path)
     assert [type(s).__name__ for s in sources] == ["NvmlSource", "RaplSource"] and missing == []
+    assert (share.devices, share.host_gpus, share.fraction) == (1, 1, 1.0)
 
 
 def test_estimate_path_names_its_basis(tmp_path):
-    sources, missing = discover_sources("cpu", rapl_root=tmp_path, cpu_model="AMD EPYC 7763 64-Core Processor",
-                                        threads=2, memory_bytes=16 * 10**9, cpu_percent=lambda: 50.0)
+    sources, missing, _ = discover_sources("cpu", rapl_root=tmp_path, cpu_model="AMD EPYC 7763 64-Core Processor",
+                                           threads=2, memory_bytes=16 * 10**9, cpu_percent=lambda: 50.0)
     assert any(m.startswith("gpu") for m in missing) and any(m.startswith("rapl") for m in missing)
     cpu, memory = sources
     cpu.begin(0.0)
@@ -216,6 +217,148 @@ def test_a_measured_reading_is_not_labelled_estimated():
     reading = EnergyReading(1.0, 0.1, 9, (ComponentEnergy("gpu0", 50.0, 50.0, "integrated", "nvml power"),), ())
     energy = reading.for_record(measured_s=1.0, steps=2, tokens_per_step=10)
     assert not energy.estimated and energy.method_label == "measured" and energy.joules_per_step == 25.0
+
+
+# ---- attribution: the job's GPUs only, and its share of the host ------------------------------
+
+class HostNvml:
+    """pynvml's surface for a host of GPUs, each drawing a fixed power: its energy counter (mJ)
+    is that power x the test's clock (`now`, shared with the sampler). Every counter read is
+    logged by GPU index, so a test sees which GPUs were read."""
+
+    class InvalidArgument(Exception):
+        pass
+
+    def __init__(self, watts, now):
+        self.watts = list(watts)
+        self.now = now
+        self.read = []
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetCount(self):
+        return len(self.watts)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        if not 0 <= i < len(self.watts):
+            raise self.InvalidArgument("NVML_ERROR_INVALID_ARGUMENT")
+        return ("handle", i)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        return ("handle", int(uuid.removeprefix("GPU-fake-")))
+
+    def nvmlDeviceGetIndex(self, handle):
+        return handle[1]
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        self.read.append(handle[1])
+        return int(self.watts[handle[1]] * self.now[0] * 1000)
+
+
+HOST_DRAM_BYTES = 2 * 10**12  # 2 TB: 0.375 W/GB x 2000 GB = 750 W
+HOST_CPU_TDP_W = 72.0         # at 25% utilization: 18 W; host CPU + DRAM = 768 W
+
+
+def sample_job(gpu_watts, gpus, rapl_root, *, memory_bytes=HOST_DRAM_BYTES, cpu_tdp_w=HOST_CPU_TDP_W):
+    """The job's energy record on a host whose GPUs draw `gpu_watts`, the job using `gpus`
+    (NVML identities): 2 s sampled (clock 10 → 12 s), all of it 4 measured steps of 1024 tokens;
+    CPU and DRAM estimated (no RAPL under `rapl_root`). Returns (Energy, the fake NVML)."""
+    now = [10.0]
+    nvml = HostNvml(gpu_watts, now)
+    sources, missing, share = discover_sources("cuda", gpus=gpus, nvml=nvml, rapl_root=rapl_root,
+                                               cpu_tdp_w=cpu_tdp_w, cpu_model="stand-in", threads=64,
+                                               cpu_percent=lambda: 25.0, memory_bytes=memory_bytes)
+    with PowerSampler(sources, missing, interval_s=3600.0, clock=lambda: now[0]) as sampler:
+        now[0] = 12.0
+    energy = sampler.reading.for_record(measured_s=2.0, steps=4, tokens_per_step=1024, share=share)
+    return energy, nvml
+
+
+ONE_BUSY = [700.0] + [70.0] * 7  # the issue's host: one GPU at 700 W, seven idle at 70 W
+
+
+def test_job_gpus_map_cuda_ordinals_through_cuda_visible_devices():
+    assert job_gpus(range(2), None) == (0, 1)
+    assert job_gpus([1], None) == (1,)  # a single process on cuda:1
+    assert job_gpus(range(2), "3,5") == (3, 5)  # torchrun, LOCAL_RANK 0 and 1 on physical GPUs 3 and 5
+    assert job_gpus([0], " 6 , 2") == (6,)
+    assert job_gpus(range(2), "GPU-fake-4,GPU-fake-1") == ("GPU-fake-4", "GPU-fake-1")
+    with pytest.raises(ValueError, match="CUDA device 2"):
+        job_gpus(range(3), "3,5")
+
+
+def test_a_one_gpu_job_reads_its_gpu_only_and_a_share_of_the_host(tmp_path):
+    energy, nvml = sample_job(ONE_BUSY, (0,), tmp_path)
+    assert set(nvml.read) == {0}  # the seven idle GPUs are never read
+    assert [c.component for c in energy.components] == ["gpu0", "cpu", "dram"]
+    assert (energy.devices, energy.host_gpus, energy.host_share) == (1, 8, 0.125)
+    assert "1/8" in energy.host_share_method and "NVML" in energy.host_share_method
+    assert energy.per_device == AttributedPower(avg_w=700.0, method=energy.per_device.method)
+    assert "gpu0 counter / 1 job GPU" in energy.per_device.method
+    # host: 18 W CPU + 750 W DRAM = 768 W, x 1/8 of the host, / 1 device = 96 W
+    assert energy.host_per_device.avg_w == pytest.approx(96.0)
+    assert "768.0 W x 0.125" in energy.host_per_device.method
+    # the job's: 700 + 96 = 796 W (the whole host read as before: 700 + 7 x 70 + 768 = 1958 W)
+    assert energy.avg_watts == pytest.approx(796.0)
+    assert energy.joules_per_step == pytest.approx(796.0 * 2.0 / 4)
+    assert energy.joules_per_token == pytest.approx(796.0 * 2.0 / 4 / 1024)
+    by_name = {c.component: c for c in energy.components}  # the components keep what was read
+    assert by_name["dram"].avg_w == pytest.approx(750.0) and by_name["cpu"].avg_w == pytest.approx(18.0)
+
+
+def test_a_two_gpu_job_on_gpus_3_and_5_of_eight(tmp_path):
+    watts = [70.0] * 8
+    watts[3], watts[5] = 700.0, 600.0
+    energy, nvml = sample_job(watts, job_gpus(range(2), "3,5"), tmp_path)
+    assert set(nvml.read) == {3, 5}
+    assert [c.component for c in energy.components][:2] == ["gpu3", "gpu5"]
+    assert energy.per_device.avg_w == pytest.approx(650.0)  # (700 + 600) / 2
+    assert (energy.devices, energy.host_share) == (2, 0.25) and "2/8" in energy.host_share_method
+    assert energy.host_per_device.avg_w == pytest.approx(768.0 * 2 / 8 / 2)  # 96 W each
+    assert energy.avg_watts == pytest.approx(1300.0 + 192.0)
+
+
+def test_gpus_named_by_uuid_are_read_under_their_nvml_index(tmp_path):
+    energy, nvml = sample_job(ONE_BUSY[::-1], ("GPU-fake-7",), tmp_path)  # the busy one is index 7
+    assert set(nvml.read) == {7} and energy.components[0].component == "gpu7"
+    assert energy.per_device.avg_w == pytest.approx(700.0)
+
+
+def test_a_gpu_the_host_does_not_have_is_missing_not_read(tmp_path):
+    energy, nvml = sample_job([700.0, 70.0], (4,), tmp_path)
+    assert nvml.read == [] and energy.per_device is None
+    assert any(m.startswith("gpu: the job's GPUs [4]") for m in energy.missing)
+    assert energy.host_share == 0.5  # the host's GPU count is still known: 1 job GPU of 2
+
+
+def test_without_nvml_the_share_is_unknown_and_said_so(tmp_path):
+    class NoNvml:
+        def nvmlInit(self):
+            raise RuntimeError("NVML Shared Library Not Found")
+
+    sources, missing, share = discover_sources("cuda", gpus=(0,), nvml=NoNvml(), rapl_root=tmp_path,
+                                               cpu_tdp_w=72.0, cpu_percent=lambda: 25.0, memory_bytes=10**9)
+    assert share.fraction is None and share.host_gpus is None and "unknown" in share.method
+    assert any("NVML unavailable (RuntimeError)" in m for m in missing)
+    reading = EnergyReading(2.0, 0.1, 19, (ComponentEnergy("dram", 10.0, 5.0, "estimated", "x"),), ())
+    energy = reading.for_record(measured_s=2.0, steps=2, tokens_per_step=8, share=share)
+    assert energy.per_device is None and energy.host_per_device is None and energy.devices == 1
+    assert energy.joules_per_step == 5.0  # what was read, in full: nothing to attribute it by
+
+
+def test_a_cpu_run_is_its_own_device_over_its_processes(tmp_path):
+    share = HostShare.of_cpu(2)  # two gloo ranks on this node
+    reading = EnergyReading(window_s=2.0, interval_s=0.1, samples=19, missing=(),
+                            components=(ComponentEnergy("cpu", 120.0, 60.0, "estimated", "tdp"),
+                                        ComponentEnergy("dram", 20.0, 10.0, "estimated", "0.375 W/GB")))
+    energy = reading.for_record(measured_s=1.0, steps=2, tokens_per_step=8, share=share)
+    assert energy.per_device.avg_w == pytest.approx(30.0) and "the CPU is the device" in energy.per_device.method
+    assert energy.host_per_device.avg_w == pytest.approx(5.0) and energy.host_share == 1.0
+    assert energy.joules_per_step == pytest.approx(140.0 / 2 / 2)  # everything, over 1 of 2 s, per step
+    _, _, discovered = discover_sources("cpu", processes=2, rapl_root=tmp_path, cpu_percent=lambda: 1.0,
+                                        threads=1, memory_bytes=10**9)
+    assert discovered == share
 
 
 def test_a_cpu_run_reports_estimated_energy(tmp_path):

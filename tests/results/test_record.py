@@ -54,6 +54,8 @@ def test_a_v1_fixture_loses_nothing_else(name):
     expected["schema_version"] = 2
     if expected.get("energy") is not None:   # fields added after v1, with their defaults
         expected["energy"].setdefault("note", None)
+        for field in ("devices", "host_gpus", "host_share", "host_share_method", "per_device", "host_per_device"):
+            expected["energy"].setdefault(field, None)  # per-device attribution: unknown in v1
     expected["timing"].setdefault("depth_slices", None)
     assert RunRecord.from_json(v1, name).to_dict() == expected
 
