@@ -61,11 +61,11 @@ def calibrate(
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where the records are; the table goes here."),
     as_json: bool = typer.Option(False, "--json", help="Print the fits as JSON."),
 ) -> None:
-    """Fit MFU against width, tokens per step and length per device and dtype; write the table."""
+    """Fit MFU against width, tokens per step and length (those the runs vary) per device and dtype; write the table."""
     from rich.console import Console
     from rich.table import Table
 
-    from harness.cost.calibrate import MIN_RUNS, calibrate as fit, write_calibration
+    from harness.cost.calibrate import FEATURES, MIN_RUNS, calibrate as fit, write_calibration
     from harness.errors import ConfigError
     from harness.results.store import load_records
 
@@ -78,18 +78,24 @@ def calibrate(
     if as_json:
         sys.stdout.write(json.dumps({"path": str(path), "fits": [f.to_dict() for f in fits]}, indent=2) + "\n")
         return
-    table = Table(title="MFU = a + b ln(hidden) + c ln(tokens/step) + d ln(seq); b, c >= 0")
-    for col in ("device", "dtype", "basis", "runs", "a", "b", "c", "d", "RMSE", "LOO RMSE", "hidden", "tokens/step"):
+    table = Table(title="MFU = a + b ln(hidden) + c ln(tokens/step) + d ln(seq); b, c >= 0; "
+                        "— : not fitted (the runs do not determine it)")
+    for col in ("device", "dtype", "basis", "runs", "a", "b", "c", "d", "RMSE", "LOO RMSE", "hidden", "tokens/step",
+                "seq"):
         table.add_column(col, justify="left" if col in ("device", "dtype", "basis") else "right")
     for f in fits:
         c = f.coef
-        table.add_row(f.gpu or f.device, f.dtype, f.mfu_basis, str(f.n), f"{c['intercept']:.4f}",
-                      f"{c['ln_hidden']:.4f}", f"{c['ln_tokens_per_step']:.4f}", f"{c['ln_seq_len']:.4f}",
-                      f"{f.rmse:.4f}", "—" if f.loo_rmse is None else f"{f.loo_rmse:.4f}",
-                      f"{f.ranges['hidden'][0]}–{f.ranges['hidden'][1]}",
-                      f"{f.ranges['tokens_per_step'][0]:g}–{f.ranges['tokens_per_step'][1]:g}")
+        terms = [f"{c[k]:.4f}" if k in f.features_used else "—" for k in FEATURES]
+        r = f.ranges
+        table.add_row(f.gpu or f.device, f.dtype, f.mfu_basis, str(f.n), f"{c['intercept']:.4f}", *terms,
+                      f"{f.rmse:.4f}", "unknown (< 3 runs)" if f.loo_rmse is None else f"{f.loo_rmse:.4f}",
+                      f"{r['hidden'][0]}–{r['hidden'][1]}",
+                      f"{r['tokens_per_step'][0]:g}–{r['tokens_per_step'][1]:g}", f"{r['seq_len'][0]}–{r['seq_len'][1]}")
     console = Console(width=max(150, Console().width))
     console.print(table)
+    for f in fits:
+        for name, why in f.features_dropped.items():
+            console.print(f"{f.gpu or f.device} {f.dtype}: {name} not fitted: {why}")
     console.print(f"calibration table written to {path}; `harness estimate` uses it for sizes not measured")
 
 
