@@ -3,19 +3,21 @@
 `harness run CONFIG --nproc N` re-launches itself under torchrun (`python -m torch.distributed.run`),
 one process per device: NCCL on GPUs, gloo on CPUs. The same code runs when started by
 `torchrun -m harness run ...` or Slurm's `srun` (it reads RANK, WORLD_SIZE, LOCAL_RANK, or
-SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID). Every rank times its own steps; a step takes as long
-as its slowest rank; rank 0 writes the one record.
+SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID). Gradients are synchronised once per step, on its last
+micro-batch (`no_sync`). Every rank times its own steps; a step takes as long as its slowest
+rank; rank 0 writes the one record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from harness.errors import ConfigError, HarnessError
 
@@ -91,6 +93,33 @@ def wrap(model, strategy: str, device):
             fully_shard(module)
     fully_shard(model)
     return model
+
+
+@contextlib.contextmanager
+def no_sync(model) -> Iterator[None]:
+    """Within it, backward accumulates gradients on each rank without synchronising them: DDP's
+    `no_sync()`; for FSDP2, `set_requires_gradient_sync(False)` on the root and every sharded
+    block (no reduce-scatter), restored on exit; nothing for a model on one process. A training
+    loop enters it for every micro-batch but the last, so that a step synchronises once."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):  # one process: nothing to synchronise
+        yield
+        return
+    from torch.distributed.fsdp import FSDPModule
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(model, DistributedDataParallel):
+        with model.no_sync():
+            yield
+    elif isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            model.set_requires_gradient_sync(True)
+    else:
+        yield
 
 
 def gather(obj: Any) -> list[Any]:

@@ -1,19 +1,24 @@
 """Train: the device, precision and optimizer of a run, and one optimizer step.
 
-A step is `grad_accum` × (forward, loss, backward) then AdamW step and zero_grad. Mixed
-precision is autocast over fp32 master weights; fp16 adds a gradient scaler.
+A step is `grad_accum` × (forward, loss, backward) then AdamW step and zero_grad. Under DDP or
+FSDP every micro-batch but the last runs in `distributed.no_sync`, so that gradients are
+synchronised once per step, as in a real training loop. Mixed precision is autocast over fp32
+master weights; fp16 adds a gradient scaler.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
 from harness.config import RunSpec
 from harness.errors import ConfigError
+from harness.measure.distributed import no_sync
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -69,15 +74,18 @@ class TrainStep:
     autocast: contextlib.AbstractContextManager
     scaler: torch.amp.GradScaler | None
     grad_accum: int
+    skip_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext  # no gradient sync inside
 
     def __call__(self) -> float:
-        for _ in range(self.grad_accum):
-            with self.autocast:
-                loss = self.model(**self.batch).loss / self.grad_accum
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
+        for i in range(self.grad_accum):
+            last = i == self.grad_accum - 1
+            with contextlib.nullcontext() if last else self.skip_sync():
+                with self.autocast:
+                    loss = self.model(**self.batch).loss / self.grad_accum
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -88,8 +96,8 @@ class TrainStep:
 
 
 def prepare(spec: RunSpec, model: nn.Module, batch: dict, device: torch.device) -> tuple[TrainStep, str]:
-    """Apply checkpointing and compile to `model`, and build the step. Returns the step and the
-    optimizer implementation ('fused' or 'foreach')."""
+    """Apply checkpointing and compile to `model` (plain, or wrapped by `distributed.wrap`), and
+    build the step. Returns the step and the optimizer implementation ('fused' or 'foreach')."""
     inner = getattr(model, "module", model)  # under DDP, the wrapped model
     if spec.train.checkpointing and not getattr(inner, "is_gradient_checkpointing", False):
         inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -97,5 +105,5 @@ def prepare(spec: RunSpec, model: nn.Module, batch: dict, device: torch.device) 
     runnable = torch.compile(model) if spec.train.compile else model
     scaler = torch.amp.GradScaler(device.type) if spec.train.dtype == "fp16" else None
     step = TrainStep(runnable, batch, optimizer, autocast_for(device, spec.train.dtype), scaler,
-                     spec.train.grad_accum)
+                     spec.train.grad_accum, functools.partial(no_sync, model))  # the DDP/FSDP module, not compile's
     return step, impl

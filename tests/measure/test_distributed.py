@@ -1,4 +1,5 @@
-"""Multi-process measurement: the pure rules here; real 2-process gloo runs in test_cli."""
+"""Multi-process measurement: the pure rules, then real 2-process gloo runs (through `harness run
+--nproc 2`, and two spawned ranks for gradient accumulation)."""
 
 import sys
 
@@ -191,3 +192,104 @@ def test_a_hung_rank_times_out_instead_of_hanging(tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("harness: error: rank 0:") and "no record" in last, err[-2000:]
     assert load_records(results) == []
+
+
+# --- gradient accumulation: one synchronisation per step ----------------------------------------
+
+def _accumulating_rank(rank: int, port: int, out_dir: str) -> None:
+    """One of two gloo ranks: for DDP and for FSDP, one step of grad_accum 4 as `prepare` builds
+    it and one that synchronises every micro-batch, counting the gradient collectives of each;
+    writes the counts and the largest differences to out_dir/rank<rank>.json."""
+    import contextlib
+
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from harness.build import build_model, make_batch
+    from harness.config import build_spec, with_changes
+    from harness.measure import distributed
+    from harness.measure.train import prepare
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    device = distributed.init(DistEnv(rank, 2, rank, 1), "cpu", timeout_s=60)
+    spec = build_spec(tiny_raw("gpt2", grad_accum=4, lr=1e-2))
+    batch = make_batch(with_changes(spec, {"train.seed": rank + 1}))  # each rank its own data
+    calls = {"all_reduce": 0, "reduce_scatter": 0}
+    reduce_scatter = dist.reduce_scatter_single
+
+    def counted_reduce_scatter(*args, **kwargs):  # FSDP2 reduces gradients through this
+        calls["reduce_scatter"] += 1
+        return reduce_scatter(*args, **kwargs)
+
+    def counted_all_reduce(state, bucket):  # DDP's default all-reduce, counted per bucket
+        calls["all_reduce"] += 1
+        return default_hooks.allreduce_hook(state, bucket)
+
+    def full(t):
+        return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+    def one_step(strategy: str | None, every_micro_batch: bool = False):
+        model = build_model(spec.model, "cpu", seed=spec.train.seed)
+        if strategy is not None:
+            model = distributed.wrap(model, strategy, device)
+        if strategy == "ddp":
+            model.register_comm_hook(None, counted_all_reduce)
+        step, _ = prepare(spec, model, batch, device)
+        if every_micro_batch:
+            step.skip_sync = contextlib.nullcontext
+        params, grads = list(model.parameters()), []
+        step.optimizer.register_step_pre_hook(lambda *_: grads.extend(p.grad.detach().clone() for p in params))
+        for key in calls:
+            calls[key] = 0
+        dist.reduce_scatter_single = counted_reduce_scatter
+        try:
+            step()
+        finally:
+            dist.reduce_scatter_single = reduce_scatter
+        counted = dict(calls)
+        return counted, [full(g) for g in grads], [full(p.detach()) for p in params]
+
+    _, local_grads, _ = one_step(None)  # this rank's gradient alone
+    mean_grads = []
+    for g in local_grads:
+        both = [torch.empty_like(g) for _ in range(2)]
+        dist.all_gather(both, g)
+        mean_grads.append((both[0] + both[1]) / 2)
+    result = {}
+    for strategy in ("ddp", "fsdp"):
+        once, grads, params = one_step(strategy)
+        every, grads_every, params_every = one_step(strategy, every_micro_batch=True)
+        result[strategy] = {
+            "once": once, "every": every,
+            "grad_vs_every": max(float((a - b).abs().max()) for a, b in zip(grads, grads_every)),
+            "params_vs_every": max(float((a - b).abs().max()) for a, b in zip(params, params_every)),
+            "grad_vs_mean_of_ranks": max(float((a - b).abs().max()) for a, b in zip(grads, mean_grads)),
+            "grad_vs_own_rank": max(float((a - b).abs().max()) for a, b in zip(grads, local_grads)),
+        }
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    distributed.shutdown()
+
+
+@pytest.mark.slow
+def test_accumulated_micro_batches_synchronise_once_per_step(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_accumulating_rank, args=(port, str(tmp_path)), nprocs=2, start_method="spawn")
+    for rank in (0, 1):
+        r = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        ddp, fsdp = r["ddp"], r["fsdp"]
+        # DDP: the tiny model's gradients fit one bucket: one all-reduce a step, not one per micro-batch
+        assert ddp["once"]["all_reduce"] == 1 and ddp["every"]["all_reduce"] == 4
+        # FSDP2: one reduce-scatter per sharded group (2 blocks and the root) a step, not 4 of each
+        assert fsdp["once"]["reduce_scatter"] == 3 and fsdp["every"]["reduce_scatter"] == 12
+        for s in (ddp, fsdp):
+            assert s["grad_vs_own_rank"] > 1e-4  # the ranks' data differ: the synchronisation matters
+            assert s["grad_vs_mean_of_ranks"] < 1e-6  # and the step's gradient is the mean of both
+            assert s["grad_vs_every"] < 1e-6 and s["params_vs_every"] < 1e-6
