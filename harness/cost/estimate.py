@@ -62,7 +62,7 @@ class Sourced:
 
     value: float
     source: str
-    error: float = 0.0
+    error: float | None = 0.0   # None: unknown (the source says so)
 
 
 class EstimateOptions(BaseModel):
@@ -335,13 +335,11 @@ def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[R
         return Sourced(statistics.median(r.mfu_datasheet for r in same),
                        f"measured: this model on {gpu} {dtype} ({ids})"), None
     if fit is not None:
-        tokens, hidden = record.tokens_per_device_step, record.model.hidden
-        inside = (fit.ranges["hidden"][0] <= hidden <= fit.ranges["hidden"][1]
-                  and fit.ranges["tokens_per_step"][0] <= tokens <= fit.ranges["tokens_per_step"][1])
-        return Sourced(fit.predict(hidden, tokens, record.seq_len),
-                       f"calibrated: fit of {fit.n} runs on {gpu} {dtype}, ±{fit.error:.3f} "
-                       f"({'inside' if inside else 'extrapolated beyond'} the measured sizes; harness calibrate)",
-                       fit.error), fit
+        p = fit.predict_sourced(record.model.hidden, record.tokens_per_device_step, record.seq_len)
+        error = "error unknown (fewer than 3 runs)" if p.error is None else f"±{p.error:.3f}"
+        where = p.note or "inside the measured sizes"
+        return Sourced(p.value, f"calibrated: fit of {fit.n} runs on {gpu} {dtype} on {', '.join(fit.features_used) or 'no feature'}, "
+                       f"{error} ({where}; harness calibrate)", p.error), fit
     if measured:
         ids = ", ".join(r.run_id for r in measured[:5])
         return Sourced(statistics.median(r.mfu_datasheet for r in measured),
@@ -455,10 +453,11 @@ def _phase_rate(record: RunRecord, hardware: Hardware, seq: int, batch: Sourced,
     """The one-device rate of a phase, and its utilization where it is evaluated for the phase
     (a calibration fit at the phase's length and per-device batch)."""
     if hardware.projected and hardware.fit is not None:
-        util = hardware.fit.predict(record.model.hidden, batch.value, seq)
-        return Sourced(hardware.peak.value * util,
-                       f"projected: {hardware.name} datasheet peak x calibrated utilization {util:.3f} at "
-                       f"{batch.value:,.0f} tokens per device step, seq {seq}"), util
+        p = hardware.fit.predict_sourced(record.model.hidden, batch.value, seq)
+        error = "error unknown" if p.error is None else f"±{p.error:.3f}"
+        return Sourced(hardware.peak.value * p.value,
+                       f"projected: {hardware.name} datasheet peak x calibrated utilization {p.value:.3f} ({error}) at "
+                       f"{batch.value:,.0f} tokens per device step, seq {seq}" + (f"; {p.note}" if p.note else "")), p.value
     if hardware.projected:
         return hardware.rate, None
     if seq == record.seq_len:
@@ -544,30 +543,64 @@ def _energy(record: RunRecord, hardware: Hardware, device_s: float, settings: di
 
 
 def _offer_costs(hardware: Hardware, measured_gpu: str | None, offers: Iterable, device_hours: float,
-                 notes: list[str]) -> list[OfferCost]:
-    """Every offer of the priced GPU family, cheapest first (none for a CPU)."""
+                 devices: int, notes: list[str]) -> list[OfferCost]:
+    """Every offer of the priced GPU family and form, cheapest first (none for a CPU).
+
+    Form: hardware whose datasheet row names a form (H100 SXM, H100 PCIe, V100 SXM2, ...) is
+    priced with offers of that form and offers whose form is unknown (labelled "form unknown");
+    offers of other forms are left out, and a note says how many. GPU-only offers are included,
+    flagged `gpu_only`, for the caller to keep out of the ranges."""
+    from harness.cost.prices.forms import datasheet_form
+
     if not (hardware.projected or measured_gpu):
         notes.append(f"measured on {hardware.name}: no cloud offers to price; pass --gpu to project to a GPU")
         return []
-    costs = sorted((OfferCost(o.provider, o.instance, o.region, o.gpu, o.gpus_per_instance, o.usd_per_hour,
-                              o.usd_per_gpu_hour, o.spot, o.as_of, o.source, o.provenance,
-                              device_hours * o.usd_per_gpu_hour)
-                    for o in offers if gpu_key(o.gpu) == gpu_key(hardware.name)), key=lambda c: c.cost_usd)
+    want = datasheet_form(hardware.name)
+    family = [o for o in offers if gpu_key(o.gpu) == gpu_key(hardware.name)]
+    other = [o for o in family if want and o.form and o.form != want]
+    if other:
+        forms = ", ".join(f"{form} {sum(o.form == form for o in other)}" for form in sorted({o.form for o in other}))
+        notes.append(f"{len(other)} {gpu_key(hardware.name)} offer(s) of other forms left out ({forms}): "
+                     f"{hardware.name} is priced with {want} offers and those of unknown form")
+    wall_hours = device_hours / devices
+    costs = []
+    for o in family:
+        if want and o.form and o.form != want:
+            continue
+        instances = -(-devices // o.gpus_per_instance)  # ceil: whole instances to hold the devices
+        labels = list(o.labels)
+        if want and o.form is None:
+            labels.insert(0, "form unknown")
+        if devices % o.gpus_per_instance:
+            labels.append(f"pro rata: {devices} of the {instances * o.gpus_per_instance} GPUs of "
+                          f"{instances} whole instance(s)")
+        costs.append(OfferCost(o.provider, o.instance, o.region, o.gpu, o.gpus_per_instance, o.usd_per_hour,
+                               o.usd_per_gpu_hour, o.spot, o.as_of, o.source, o.provenance,
+                               device_hours * o.usd_per_gpu_hour, instances, instances * o.usd_per_hour * wall_hours,
+                               o.form, o.local_zone, o.gpu_only, o.host_usd_per_hour, tuple(labels)))
+    costs.sort(key=lambda c: c.cost_usd)
     if not costs:
         notes.append(f"no price offers for {hardware.name} in the loaded tables")
     return costs
 
 
-def _cost_range(costs: Sequence[OfferCost], util: Sourced) -> tuple[float | None, float | None, list[float] | None]:
-    """(lowest, highest) cost over the offers, widened by the utilization's ± (time scales as
-    1 / utilization), and that utilization range."""
+def _cost_range(kind: str, costs: Sequence[OfferCost], util: Sourced, multiplier: float,
+                notes: list[str]) -> tuple[KindCost, list[float] | None]:
+    """The offers of one pricing kind with the (lowest, highest) cost over them (pro rata),
+    widened by the utilization's ± (time scales as 1 / utilization), and that utilization range.
+    A lowest price from an AWS Local Zone is said in a note, never taken silently."""
     low = min((c.cost_usd for c in costs), default=None)
     high = max((c.cost_usd for c in costs), default=None)
-    if not (util.error and util.value):
-        return low, high, None
-    util_low, util_high = max(util.value - util.error, 1e-4), min(util.value + util.error, 1.0)
-    return (None if low is None else low * util.value / util_high,
-            None if high is None else high * util.value / util_low, [util_low, util_high])
+    if costs and costs[0].local_zone:
+        notes.append(f"the lowest {kind} price is from AWS Local Zone {costs[0].local_zone} ({costs[0].instance}), "
+                     f"not from its region {costs[0].region}'s own zones")
+    util_range = None
+    if util.error and util.value:
+        util_low, util_high = max(util.value - util.error, 1e-4), min(util.value + util.error, 1.0)
+        low = None if low is None else low * util.value / util_high
+        high = None if high is None else high * util.value / util_low
+        util_range = [util_low, util_high]
+    return KindCost(kind, list(costs), low, high, _fully_loaded(low, high, multiplier)), util_range
 
 
 def _fully_loaded(low: float | None, high: float | None, multiplier: float) -> dict[str, Any]:
@@ -637,8 +670,16 @@ def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: Esti
     efficiency = _scaling(record, records, options, notes)
     device_hours = sum(p.device_s for p in phases) / 3600.0 / efficiency.value
     energy = _energy(record, hardware, device_hours * 3600.0, settings, notes)
-    costs = _offer_costs(hardware, _device_gpu(record), offers, device_hours, notes)
-    low, high, util_range = _cost_range(costs, hardware.utilization)
+    costs = _offer_costs(hardware, _device_gpu(record), offers, device_hours, options.devices, notes)
+    priced, gpu_only = [c for c in costs if not c.gpu_only], [c for c in costs if c.gpu_only]
+    if gpu_only:
+        notes.append(f"{len(gpu_only)} GPU-only offer(s) (host VM extra, not in the catalog) listed apart, "
+                     "in no cost range")
+    multiplier = options.fully_loaded_multiplier
+    on_demand, util_range = _cost_range("on-demand", [c for c in priced if not c.spot], hardware.utilization,
+                                        multiplier, notes)
+    spot, _ = _cost_range("spot", [c for c in priced if c.spot], hardware.utilization, multiplier, notes)
+    low, high = on_demand.cost_usd_min, on_demand.cost_usd_max
     return Estimate(
         run_id=record.run_id, model=record.model.model_dump(), params=record.params, dtype=dtype,
         corpus=None if corpus is None else {"name": corpus.name, "tokens": corpus.size_tokens,
@@ -649,8 +690,9 @@ def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: Esti
         peak_flops_per_s=hardware.peak.value, peak_source=hardware.peak.source,
         utilization=hardware.utilization.value, utilization_source=hardware.utilization.source,
         devices=options.devices, scaling_efficiency=efficiency.value, scaling_efficiency_source=efficiency.source,
-        device_hours=device_hours, wall_hours=device_hours / options.devices, offers=costs,
-        cost_usd_min=low, cost_usd_max=high, fully_loaded=_fully_loaded(low, high, options.fully_loaded_multiplier),
+        device_hours=device_hours, wall_hours=device_hours / options.devices, offers=priced,
+        cost_usd_min=low, cost_usd_max=high, fully_loaded=on_demand.fully_loaded,
+        on_demand=on_demand, spot=spot, gpu_only=gpu_only,
         price_warnings=list(price_warnings), notes=notes, energy=energy, utilization_range=util_range,
         on_prem=on_prem_bill(options, device_hours, energy), run_tokens_per_device_step=record.tokens_per_device_step)
 
@@ -681,10 +723,20 @@ def project_offers(record: RunRecord, plan: Plan, corpus: Corpus | None, options
 
 
 def _projection_summary(e: Estimate, priced_against: str) -> dict[str, Any]:
+    from harness.cost.prices.forms import datasheet_form
+
+    form = datasheet_form(e.hardware)
+    forms = {name or "unknown": sum(o.form == name for o in e.offers) for name in sorted(
+        {o.form for o in e.offers}, key=lambda f: f or "~")}
+    if form:  # the offers are of this form or of unknown form (see _offer_costs)
+        priced_against = (f"{priced_against.split(' (')[0]} of form {form} or of unknown form "
+                          f"({', '.join(f'{k} {v}' for k, v in forms.items()) or 'none'})")
     return {"gpu": e.hardware, "dtype": e.dtype, "peak_flops_per_s": e.peak_flops_per_s,
             "utilization": e.utilization, "utilization_source": e.utilization_source,
             "device_hours": e.device_hours, "wall_hours": e.wall_hours, "offers": len(e.offers),
             "cost_usd_min": e.cost_usd_min, "cost_usd_max": e.cost_usd_max, "fully_loaded": e.fully_loaded,
+            "spot": {"offers": len(e.spot.offers), "cost_usd_min": e.spot.cost_usd_min,
+                     "cost_usd_max": e.spot.cost_usd_max}, "gpu_only_offers": len(e.gpu_only), "forms": forms,
             "as_of": sorted({o.as_of for o in e.offers}),
             "energy_kwh_pue": None if e.energy is None else e.energy["kwh_pue"], "priced_against": priced_against}
 

@@ -72,6 +72,9 @@ def _fit(record, intercept=0.1, per_ln_tokens=0.02):
     return CalibrationFit(device="NVIDIA A100-SXM4-80GB", gpu="A100", dtype="bf16", mfu_basis="datasheet", n=6,
                           coef={"intercept": intercept, "ln_hidden": 0.0, "ln_tokens_per_step": per_ln_tokens,
                                 "ln_seq_len": 0.0},
+                          features_used=["ln_tokens_per_step"],
+                          features_dropped={"ln_hidden": "the same in every run", "ln_seq_len": "not in this test"},
+                          relations={},
                           rmse=0.01, loo_rmse=0.02,
                           ranges={"hidden": [record.model.hidden, record.model.hidden],
                                   "tokens_per_step": [16.0, 4096.0], "seq_len": [16, 32]},
@@ -90,6 +93,7 @@ def test_a_calibrated_projection_is_evaluated_at_each_phases_per_device_batch(re
         assert phase.flops_per_s == pytest.approx(312e12 * util)
         assert phase.device_s == pytest.approx(phase.flops / (312e12 * util))
     assert "calibrated" in short.rate_source and "1,024 tokens per device step" in short.rate_source
+    assert "±0.020" in short.rate_source  # the fit's leave-one-out error, inside the measured ranges
     run_util = 0.1 + 0.02 * math.log(record.tokens_per_device_step)
     assert e.utilization == pytest.approx(run_util) and long.utilization > short.utilization > run_util
 
@@ -170,3 +174,12 @@ def test_estimate_prints_the_owned_hardware_bill_beside_the_cloud_one(record, tm
     assert "on premises" in capsys.readouterr().out
     assert main([*args, "--duty-cycle", "0"]) == 2
     assert "--duty-cycle" in capsys.readouterr().err
+
+
+def test_a_fit_of_two_runs_says_its_error_is_unknown_and_beyond_its_ranges(record):
+    two = _fit(record)
+    two = CalibrationFit(**{**two.__dict__, "n": 2, "loo_rmse": None, "runs": ["r1", "r2"],
+                            "ranges": {**two.ranges, "tokens_per_step": [16.0, 64.0]}})
+    e = estimate(record, gpu="A100", dtype="bf16", calibration=[two])  # the run's 256 tokens: outside 16..64
+    assert "error unknown (fewer than 3 runs)" in e.utilization_source and e.utilization_range is None
+    assert "tokens" in e.utilization_source and "inside the measured sizes" not in e.utilization_source
