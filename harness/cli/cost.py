@@ -29,21 +29,23 @@ def _warn(console, warnings) -> None:
         console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
 
 
-def _check_sources(sources: list[str]) -> list[str]:
-    from harness.cost.prices import DEFAULT_SOURCES, source_named
+def _check_sources(sources: list[str]) -> list[str] | None:
+    """The --source names, checked; None when none was given: the default sources and every other
+    source with a cached table (see `load_prices`), so a table once fetched is always used."""
+    from harness.cost.prices import source_named
 
     for name in sources:
         source_named(name)  # an unknown one fails here, before anything is fetched
-    return sources or list(DEFAULT_SOURCES)
+    return sources or None
 
 
-def _url_overrides(sources: list[str], url: Optional[str]) -> dict[str, str] | None:
+def _url_overrides(sources: list[str] | None, url: Optional[str]) -> dict[str, str] | None:
     from harness.errors import ConfigError
     from harness.cost.prices import check_url
 
     if url is None:
         return None
-    if len(sources) != 1:
+    if sources is None or len(sources) != 1:
         raise ConfigError("--url", "give exactly one --source with --url")
     check_url(url)
     return {sources[0]: url}
@@ -92,15 +94,17 @@ def prices_show(
     result = load_prices(cache_dir=_cache_dir(_results_dir(results_dir)), offline=True)
     offers = sorted(filter_offers(result.offers, gpu=gpu, spot=spot), key=lambda o: o.usd_per_gpu_hour)
     if as_json:
-        _print_json({"offers": [dataclasses.asdict(o) for o in offers], "warnings": list(result.warnings),
-                     "tables": [dict(t) for t in result.tables]})
+        _print_json({"offers": [dict(dataclasses.asdict(o), labels=list(o.labels)) for o in offers],
+                     "warnings": list(result.warnings), "tables": [dict(t) for t in result.tables]})
         return
     table = Table(title="GPU offers, $ per GPU-hour (cheapest first)")
-    for col in ("provider", "instance", "region", "gpu", "gpus", "$/h", "$/GPU-h", "spot", "as of", "from"):
+    for col in ("provider", "instance", "region", "gpu", "form", "gpus", "$/h", "$/GPU-h", "spot", "as of", "from",
+                "notes"):
         table.add_column(col, justify="right" if col in ("gpus", "$/h", "$/GPU-h") else "left")
     for o in offers:
-        table.add_row(o.provider, o.instance, o.region, o.gpu, str(o.gpus_per_instance), f"{o.usd_per_hour:.2f}",
-                      f"{o.usd_per_gpu_hour:.3f}", "spot" if o.spot else "", o.as_of, o.provenance)
+        table.add_row(o.provider, o.instance, o.region, o.gpu, o.form or "unknown", str(o.gpus_per_instance),
+                      f"{o.usd_per_hour:.2f}", f"{o.usd_per_gpu_hour:.3f}", "spot" if o.spot else "", o.as_of,
+                      o.provenance, "; ".join(o.labels))
     console = Console()
     console.print(table)
     _warn(console, result.warnings)
@@ -208,7 +212,7 @@ def _estimate_table(e) -> None:
 
     from harness.config import ModelSpec
 
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(200, Console().width))  # the offer tables carry labels: room for them
     model = ModelSpec.model_validate(e.model).label
     corpus = f" on {e.corpus['name']} ({e.corpus['tokens']:.3g} tokens/epoch)" if e.corpus else ""
     console.print(f"[bold]{model}[/bold] ({e.params / 1e6:,.2f}M params, {e.dtype}), plan {e.plan['name']}{corpus}; "
@@ -228,33 +232,55 @@ def _estimate_table(e) -> None:
     console.print(f"total: {e.tokens_total:.4g} tokens, {e.flops_total:.4g} FLOPs; {e.device_hours:,.1f} device-hours; "
                   f"{e.wall_hours:,.1f} h wall ({e.wall_hours / 24:,.1f} days) on {e.devices} device(s), "
                   f"scaling efficiency {e.scaling_efficiency:.2f} ({e.scaling_efficiency_source})", soft_wrap=True)
-    if e.offers:
-        table = Table(title=f"cost per offer: one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
-        for col in ("provider", "instance", "region", "gpus", "$/GPU-h", "spot", "one run", "fully loaded", "as of", "from"):
-            table.add_column(col, justify="right" if col in ("gpus", "$/GPU-h", "one run", "fully loaded") else "left")
-        for o in e.offers:
-            table.add_row(o.provider, o.instance, o.region, str(o.gpus_per_instance), f"{o.usd_per_gpu_hour:.3f}",
-                          "spot" if o.spot else "", _usd(o.cost_usd), _usd(o.cost_usd * e.fully_loaded["multiplier"]),
-                          o.as_of, o.provenance)
+    multiplier = e.fully_loaded["multiplier"]
+    whole = any(o.whole_instance_cost_usd is not None and o.instances * o.gpus_per_instance != e.devices
+                for o in [*e.offers, *e.gpu_only])
+    for title, kind_offers in ((f"on-demand offers: one run, and fully loaded x{multiplier:g}", e.on_demand.offers),
+                               ("spot offers (beside the on-demand range, never in it)", e.spot.offers),
+                               ("GPU-only offers: the GPUs alone, host VM extra (in no range)", e.gpu_only)):
+        if not kind_offers:
+            continue
+        table = Table(title=title)
+        cols = ["provider", "instance", "region", "form", "gpus", "$/GPU-h", "one run (pro rata)"]
+        cols += ["whole instances"] if whole else []
+        cols += ["fully loaded", "as of", "from", "notes"]
+        for col in cols:
+            table.add_column(col, justify="right" if col in ("gpus", "$/GPU-h", "one run (pro rata)", "whole instances",
+                                                             "fully loaded") else "left")
+        for o in kind_offers:
+            row = [o.provider, o.instance, o.region, o.form or "unknown", str(o.gpus_per_instance),
+                   f"{o.usd_per_gpu_hour:.3f}", _usd(o.cost_usd)]
+            if whole:
+                row.append(f"{_usd(o.whole_instance_cost_usd)} ({o.instances}x)")
+            row += [_usd(o.cost_usd * multiplier), o.as_of, o.provenance, "; ".join(o.labels)]
+            table.add_row(*row)
         console.print(table)
-        console.print(f"[bold]one run: {_usd(e.cost_usd_min)} – {_usd(e.cost_usd_max)}; fully loaded: "
-                      f"{_usd(e.fully_loaded['cost_usd_min'])} – {_usd(e.fully_loaded['cost_usd_max'])}[/bold] "
-                      f"({e.fully_loaded['source']})", soft_wrap=True)
+    for k in (e.on_demand, e.spot):
+        if k.offers:
+            console.print(f"[bold]{k.kind}, one run: {_usd(k.cost_usd_min)} – {_usd(k.cost_usd_max)}; fully loaded: "
+                          f"{_usd(k.fully_loaded['cost_usd_min'])} – {_usd(k.fully_loaded['cost_usd_max'])}[/bold] "
+                          f"({k.fully_loaded['source']}; pro rata per GPU-hour)", soft_wrap=True)
+    if e.spot.offers and not e.on_demand.offers:
+        console.print("no on-demand offer: the headline cost range is empty (spot is never the headline)",
+                      soft_wrap=True)
     if e.projections:
         table = Table(title=f"projected to the GPUs on offer ({e.dtype} unless --dtype; datasheet peak x utilization): "
                             f"one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
-        for col in ("gpu", "utilization", "utilization from", "device-hours", "one run", "fully loaded", "offers", "as of"):
-            table.add_column(col, justify="left" if col in ("gpu", "utilization from", "as of") else "right")
+        for col in ("gpu", "utilization", "utilization from", "device-hours", "one run (on demand)", "fully loaded",
+                    "spot, one run", "offers", "forms", "as of"):
+            table.add_column(col, justify="left" if col in ("gpu", "utilization from", "forms", "as of") else "right")
         for p in e.projections:
             if "skipped" in p:
-                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "")
+                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "", "", "")
                 continue
-            fl = p["fully_loaded"]
+            fl, spot = p["fully_loaded"], p.get("spot") or {}
             table.add_row(p["gpu"], f"{p['utilization']:.1%}", p["utilization_source"].split(" (")[0],
                           f"{p['device_hours']:,.1f}",
                           f"{_usd(p['cost_usd_min'])} – {_usd(p['cost_usd_max'])}",
-                          f"{_usd(fl['cost_usd_min'])} – {_usd(fl['cost_usd_max'])}", str(p["offers"]),
-                          ", ".join(p["as_of"]))
+                          f"{_usd(fl['cost_usd_min'])} – {_usd(fl['cost_usd_max'])}",
+                          f"{_usd(spot.get('cost_usd_min'))} – {_usd(spot.get('cost_usd_max'))}" if spot.get("offers")
+                          else "", str(p["offers"]),
+                          ", ".join(f"{k} {v}" for k, v in (p.get("forms") or {}).items()), ", ".join(p["as_of"]))
         console.print(table)
         console.print("projections: this run's FLOPs on hardware that was not measured; pass --gpu NAME for one "
                       "GPU's offers in detail", soft_wrap=True)

@@ -261,20 +261,25 @@ def cost_figure(priced: Priced) -> Figure | None:
     est, record = priced.estimate, priced.record
     if est is None or not est.offers:
         return None
-    offers = est.offers
+    # On-demand offers first, then spot: the shaded ranges are the on-demand ones (the estimate's
+    # headline); spot bars are drawn in their own colour and never widen them.
+    offers = sorted(est.offers, key=lambda o: (o.spot, o.cost_usd))
     multiplier = est.fully_loaded["multiplier"]
-    labels = [f"{o.provider} {o.instance} {o.region}{' spot' if o.spot else ''}" for o in offers]
+    labels = [f"{o.provider} {o.instance} {o.region}{' spot' if o.spot else ''}"
+              f"{' (form unknown)' if 'form unknown' in o.labels else ''}" for o in offers]
     height = max(3.5, 0.32 * len(offers) + 1.8)
     fig, ax = _new_figure(11, height)
     ys = list(range(len(offers)))
     one = [o.cost_usd for o in offers]
     loaded = [c * multiplier for c in one]
-    ax.barh([y + 0.2 for y in ys], one, height=0.4, color=_COLORS[0], label="one run")
-    ax.barh([y - 0.2 for y in ys], loaded, height=0.4, color=_COLORS[0], alpha=0.35,
+    colors = [_COLORS[2] if o.spot else _COLORS[0] for o in offers]
+    ax.barh([y + 0.2 for y in ys], one, height=0.4, color=colors, label="one run (blue on demand, green spot)")
+    ax.barh([y - 0.2 for y in ys], loaded, height=0.4, color=colors, alpha=0.35,
             label=f"fully loaded (x{multiplier:g})")
-    # The estimate's ranges: across offers, widened by the utilization's calibration error if any.
-    ax.axvspan(est.cost_usd_min, est.cost_usd_max, color=_COLORS[0], alpha=0.08)
-    ax.axvspan(est.fully_loaded["cost_usd_min"], est.fully_loaded["cost_usd_max"], color=_COLORS[1], alpha=0.08)
+    # The estimate's on-demand ranges: across on-demand offers, widened by the utilization's calibration error if any.
+    if est.cost_usd_min is not None:
+        ax.axvspan(est.cost_usd_min, est.cost_usd_max, color=_COLORS[0], alpha=0.08)
+        ax.axvspan(est.fully_loaded["cost_usd_min"], est.fully_loaded["cost_usd_max"], color=_COLORS[1], alpha=0.08)
     ax.set_yticks(ys, labels, fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("USD for the whole training job")
@@ -304,10 +309,15 @@ def cost_figure(priced: Priced) -> Figure | None:
     caption = (f"Plan {est.plan['name']}{corpus}: {est.tokens_total:.3g} tokens, {est.flops_total:.3g} FLOPs (counted "
                f"per token at each phase's length), {est.device_hours:,.1f} device-hours on {est.hardware} "
                f"({est.hardware_source}); utilization {util} — {est.utilization_source}. Cost = device-hours x each "
-               f"offer's price per GPU-hour ({len(offers)} offers; prices {_price_provenance(est)}). One run "
+               f"offer's price per GPU-hour, pro rata ({len(est.on_demand.offers)} on-demand and "
+               f"{len(est.spot.offers)} spot offers; prices {_price_provenance(est)}). On demand, one run "
                f"{_usd(est.cost_usd_min)}–{_usd(est.cost_usd_max)} (shaded blue); fully loaded "
                f"{_usd(est.fully_loaded['cost_usd_min'])}–{_usd(est.fully_loaded['cost_usd_max'])} (shaded orange), "
-               f"x{multiplier:g}: {est.fully_loaded['source']}. {pub}"
+               f"x{multiplier:g}: {est.fully_loaded['source']}."
+               + (f" Spot, one run {_usd(est.spot.cost_usd_min)}–{_usd(est.spot.cost_usd_max)} (green bars), "
+                  "not in the shaded ranges." if est.spot.offers else "")
+               + (f" {len(est.gpu_only)} GPU-only offer(s) (host VM extra) are not drawn." if est.gpu_only else "")
+               + f" {pub}"
                + (f" Note: {priced.plan_note}." if priced.plan_note else ""))
     return Figure(f"cost-{_slug(record.run_id)}", title, caption, _png(fig))
 

@@ -39,6 +39,12 @@ def test_estimate_latest_bert_corpus_offline_from_the_snapshot(results):
     assert e["cost_usd_min"] <= e["cost_usd_max"]
     assert e["fully_loaded"]["cost_usd_max"] == pytest.approx(20 * e["cost_usd_max"])
     assert e["utilization_source"].startswith("assumed") and e["price_warnings"]
+    # the headline is the on-demand range; spot beside it; GPU-only offers apart
+    assert (e["on_demand"]["cost_usd_min"], e["on_demand"]["cost_usd_max"]) == (e["cost_usd_min"], e["cost_usd_max"])
+    assert e["on_demand"]["offers"] and not any(o["spot"] for o in e["on_demand"]["offers"])
+    assert e["spot"]["offers"] and all(o["spot"] for o in e["spot"]["offers"])
+    assert e["cost_usd_min"] == pytest.approx(min(o["cost_usd"] for o in e["on_demand"]["offers"]))
+    assert all(o["gpu_only"] for o in e["gpu_only"]) and not any(o["gpu_only"] for o in e["offers"])
     assert e["energy"]["kwh_pue"] == pytest.approx(1.58 * e["energy"]["kwh"]) and e["energy"]["co2e_kg"] > 0
 
 
@@ -105,3 +111,40 @@ def test_estimate_without_runs_says_so(tmp_path):
                   cwd=tmp_path)
     assert out.returncode == 2 and "no stored runs" in out.stderr
     assert not (tmp_path / "none").exists()  # nothing created
+
+
+AZURE_CSV = ("InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region\n"
+             "Standard_NC24ads_A100_v4,A100-80GB,1.0,24.0,220.0,,3.5,0.4,eastus\n")
+
+
+def test_a_fetched_skypilot_azure_table_is_used_by_show_and_estimate(results, server, tmp_path):  # noqa: F811
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(results / "results", root, ignore=shutil.ignore_patterns("cache"))
+    url = server.add("/azure/vms.csv", AZURE_CSV)
+    out = harness("prices", "update", "--source", "skypilot-azure", "--url", url, "--results-dir", str(root),
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(harness("prices", "show", "--gpu", "A100", "--json", "--results-dir", str(root),
+                               cwd=tmp_path).stdout)
+    azure = [o for o in shown["offers"] if o["provider"] == "azure"]
+    assert [(o["usd_per_hour"], o["provenance"], o["spot"]) for o in azure] == [(0.4, "cache", True),
+                                                                                 (3.5, "cache", False)]
+    assert "skypilot-azure" in [t["name"] for t in shown["tables"]]
+    out = harness("estimate", "--latest", "--corpus", "bert-wiki-books", "--gpu", "A100", "--dtype", "bf16",
+                  "--offline", "--json", "--devices", "2", "--results-dir", str(root), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    e = json.loads(out.stdout)
+    azure = [o for o in e["offers"] if o["provider"] == "azure"]
+    assert [(o["instance"], o["provenance"]) for o in azure] == [("Standard_NC24ads_A100_v4", "cache")] * 2
+    nc24 = next(o for o in azure if not o["spot"])
+    assert nc24["cost_usd"] == pytest.approx(e["device_hours"] * 3.5)
+    assert nc24["whole_instance_cost_usd"] == pytest.approx(2 * 3.5 * e["wall_hours"])  # two 1-GPU instances
+    p4d = next(o for o in e["on_demand"]["offers"] if o["instance"] == "p4d.24xlarge")
+    assert p4d["instances"] == 1 and p4d["whole_instance_cost_usd"] == pytest.approx(21.957642 * e["wall_hours"])
+    assert any(label.startswith("pro rata: 2 of the 8 GPUs") for label in p4d["labels"])
+    table = harness("estimate", "--latest", "--corpus", "bert-wiki-books", "--gpu", "A100", "--dtype", "bf16",
+                    "--offline", "--devices", "2", "--results-dir", str(root), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "on-demand offers" in table.stdout and "spot offers" in table.stdout and "whole instances" in table.stdout

@@ -7,8 +7,9 @@ from typing import Any
 from urllib.parse import quote
 
 from harness.cost.prices.client import Get, check_url
+from harness.cost.prices.forms import instance_form
 from harness.cost.prices.offer import Offer, PriceFetchError, PriceTable
-from harness.cost.prices.rules import Rejects, cheapest, usable_price
+from harness.cost.prices.rules import Rejects, cheapest, drop_bad_spot, usable_price
 from harness.errors import ConfigError
 
 NAME = "azure-retail"
@@ -88,7 +89,8 @@ def _page(payload: Any, url: str, as_of: str) -> tuple[list[Offer], Rejects, str
                 continue
             offers.append(Offer(provider="azure", instance=arm_sku, region=str(item.get("armRegionName", "")),
                                 gpu=gpu, gpus_per_instance=gpus, usd_per_hour=usd, usd_per_gpu_hour=usd / gpus,
-                                spot=" Spot" in sku_name, as_of=as_of, source=url, provenance="fetched"))
+                                spot=" Spot" in sku_name, as_of=as_of, source=url, provenance="fetched",
+                                form=instance_form("azure", arm_sku)))
     return offers, rejects, next_link or None
 
 
@@ -99,7 +101,8 @@ def parse_azure_page(payload: dict, url: str, as_of: str) -> tuple[list[Offer], 
     `AZURE_GPU_SKUS` (the payload has no GPU model or count). skuName with " Spot" is a spot
     offer. Rejected, one count per item: Windows (productName), " Low Priority" (another tier),
     a non-primary meter (a duplicate), an unknown size, a zero, missing or placeholder price.
-    (`read` merges offers repeated across pages into the cheapest, like zones in a CSV.)
+    (`read` merges offers repeated across pages into the cheapest, like zones in a CSV, then drops
+    the spot offers not below the on-demand price of the same size and region, counted by reason.)
     A payload without an Items list or NextPageLink raises PriceFetchError."""
     offers, rejects, next_link = _page(payload, url, as_of)
     return offers, rejects.total, next_link
@@ -131,6 +134,6 @@ def read(get: Get, url: str, as_of: str, fetched_at: str) -> PriceTable:
                 raise PriceFetchError(get.source, f"NextPageLink not followed: {err.message}") from None
         page_url = next_link
     # Offers keep the first page's URL as their source: later pages are its continuation.
-    offers = [replace(o, source=url) for o in offers]
-    return PriceTable(source=get.source, url=url, fetched_at=fetched_at, offers=tuple(cheapest(offers)),
+    offers = drop_bad_spot(cheapest(replace(o, source=url) for o in offers), rejects)
+    return PriceTable(source=get.source, url=url, fetched_at=fetched_at, offers=tuple(offers),
                       rejected=rejects.total, rejected_reasons=rejects.items())

@@ -11,7 +11,7 @@ from typing import Any
 from harness.cost.prices.offer import Offer, PriceTable
 from harness.files import write_json_atomic
 
-CACHE_SCHEMA = 1
+CACHE_SCHEMA = 2  # 2: offers carry form, local_zone, gpu_only, host_usd_per_hour (schema 1 caches are refetched)
 # An offer's cached fields: all but its provenance, which the reader decides.
 _OFFER_FIELDS = frozenset(f.name for f in fields(Offer)) - {"provenance"}
 
@@ -36,7 +36,7 @@ def table_to_dict(table: PriceTable) -> dict:
 def table_from_dict(data: Any, provenance: str = "cache") -> PriceTable:
     """Inverse of `table_to_dict`; raises ValueError on anything malformed."""
     if not isinstance(data, dict) or data.get("schema") != CACHE_SCHEMA:
-        raise ValueError("not a price cache of schema 1")
+        raise ValueError(f"not a price cache of schema {CACHE_SCHEMA}")
     offers = []
     for row in data["offers"]:
         if not isinstance(row, dict) or set(row) != _OFFER_FIELDS:
@@ -44,7 +44,7 @@ def table_from_dict(data: Any, provenance: str = "cache") -> PriceTable:
         offer = Offer(**row, provenance=provenance)
         if not (isinstance(offer.gpus_per_instance, int) and offer.gpus_per_instance >= 1
                 and isinstance(offer.usd_per_hour, (int, float)) and offer.usd_per_hour > 0
-                and isinstance(offer.spot, bool)):
+                and isinstance(offer.spot, bool) and isinstance(offer.gpu_only, bool)):
             raise ValueError(f"an offer has bad values: {row}")
         offers.append(offer)
     datetime.fromisoformat(data["fetched_at"])
@@ -75,7 +75,7 @@ def write_cache(cache_dir: Path, table: PriceTable) -> Path:
 def staleness(table: PriceTable, url: str, now: datetime, ttl_s: float) -> str:
     """Empty when `table` is a fresh cache of `url`; else why it is not."""
     if table.url != url:
-        return f"it is for another URL, {table.url}"
+        return f"the cache is of {table.url}, not of the URL expected, {url}"
     fetched = datetime.fromisoformat(table.fetched_at)
     if fetched.tzinfo is None:
         fetched = fetched.replace(tzinfo=timezone.utc)

@@ -34,6 +34,23 @@ class Offer:
     as_of: str               # ISO date the price is from
     source: str              # URL fetched, or "<snapshot file> (<row's source URL>)"
     provenance: str          # "fetched" | "cache" | "snapshot"
+    form: str | None = None  # "SXM" | "PCIe" | "NVL" when the instance type tells it (see `forms`); None: unknown
+    local_zone: str | None = None  # the AWS Local or Wavelength Zone the price is from; `region` is its parent
+    gpu_only: bool = False   # the price is for the GPUs alone: the host VM is extra and not in the catalog
+    host_usd_per_hour: float | None = None  # the host VM's part of usd_per_hour (GCP: GPU row + VM row)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """What a reader must know beside the price: GPU only, host VM added, Local Zone."""
+        out = []
+        if self.gpu_only:
+            out.append("GPU only; host VM extra")
+        if self.host_usd_per_hour is not None:
+            out.append(f"GPUs {self.usd_per_hour - self.host_usd_per_hour:.5g} + host VM "
+                       f"{self.host_usd_per_hour:.5g} $/h")
+        if self.local_zone:
+            out.append(f"Local Zone {self.local_zone}")
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class TableSummary:
     fetched_at: str          # ISO datetime UTC of the fetch ("" for the snapshot)
     n_offers: int
     rejected: int
+    rejected_reasons: tuple[tuple[str, int], ...] = ()  # (reason, count), sorted by reason
 
     # Reads as a mapping too, for JSON output: dict(summary), summary["name"]. Unknown keys raise.
     def keys(self) -> tuple[str, ...]:
