@@ -105,7 +105,7 @@ def prices_show(
         table.add_row(o.provider, o.instance, o.region, o.gpu, o.form or "unknown", str(o.gpus_per_instance),
                       f"{o.usd_per_hour:.2f}", f"{o.usd_per_gpu_hour:.3f}", "spot" if o.spot else "", o.as_of,
                       o.provenance, "; ".join(o.labels))
-    console = Console()
+    console = Console(width=max(160, Console().width))  # room for the labels
     console.print(table)
     _warn(console, result.warnings)
 

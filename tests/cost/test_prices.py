@@ -267,7 +267,7 @@ def test_parse_gcp_completes_gpu_rows_with_their_host_vm():
     assert (a2.gpu, a2.gpus_per_instance, a2.form, a2.gpu_only) == ("A100", 1, "SXM", False)
     assert a2.usd_per_hour == pytest.approx(2.93391 + 0.73948) and a2.host_usd_per_hour == 0.73948
     assert a2_spot.usd_per_hour == pytest.approx(1.4341 + 0.36975) and a2_spot.host_usd_per_hour == 0.36975
-    assert a2.labels == ("GPUs 2.9339 + host VM 0.73948 $/h",)
+    assert a2.labels == ("GPUs 2.93391 + host VM 0.73948 $/h",)
     a3 = offers[("a3-highgpu-8g", "us-central1", False)]
     assert a3.usd_per_gpu_hour == pytest.approx((33.60609 + 9.46006) / 8)
     assert offers[("a3-highgpu-8g", "us-central1", True)].usd_per_hour == pytest.approx(22.8008 + 2.75246)
@@ -748,7 +748,7 @@ def test_the_estimate_splits_kinds_and_prices_one_form(record, fetched):
     lam = e.on_demand.offers[0]
     assert (lam.instances, lam.whole_instance_cost_usd, lam.form) == (2, pytest.approx(lam.cost_usd), "SXM")
     gcp = e.on_demand.offers[1]
-    assert gcp.host_usd_per_hour == 9.46006 and "GPUs 33.606 + host VM 9.4601 $/h" in gcp.labels
+    assert gcp.host_usd_per_hour == 9.46006 and "GPUs 33.60609 + host VM 9.46006 $/h" in gcp.labels
     d = e.to_dict()
     assert d["on_demand"]["cost_usd_min"] == d["cost_usd_min"] and d["spot"]["kind"] == "spot"
     assert len(d["offers"]) == len(d["on_demand"]["offers"]) + len(d["spot"]["offers"]) == 6

@@ -46,8 +46,8 @@ class Offer:
         if self.gpu_only:
             out.append("GPU only; host VM extra")
         if self.host_usd_per_hour is not None:
-            out.append(f"GPUs {self.usd_per_hour - self.host_usd_per_hour:.5g} + host VM "
-                       f"{self.host_usd_per_hour:.5g} $/h")
+            out.append(f"GPUs {round(self.usd_per_hour - self.host_usd_per_hour, 6)} + host VM "
+                       f"{round(self.host_usd_per_hour, 6)} $/h")
         if self.local_zone:
             out.append(f"Local Zone {self.local_zone}")
         return tuple(out)
