@@ -25,7 +25,8 @@ MathMode = Literal["fp32", "tf32", "bf16", "fp16"]
 MATH_MODES: tuple[str, ...] = get_args(MathMode)
 
 # First match wins, on the upper-cased name with "NVIDIA"/"Tesla" removed. Form factors (SXM,
-# PCIe, NVL) are not distinguished: catalogs rarely say. Memory variants are: "A100-80GB" when the
+# PCIe, NVL) are not part of the name: an offer's form comes from its instance type
+# (harness.cost.prices.forms). Memory variants are: "A100-80GB" when the
 # name says 80 GB or the card has >= 60 GiB, "V100-32GB" when it says 32 GB or has >= 24 GiB.
 _GPU_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"GH200", "GH200"),
@@ -65,8 +66,8 @@ def normalise_gpu(name: str, memory_gib: float | None = None) -> str:
 
 def gpu_key(name: str) -> str:
     """The GPU model family a price row and a datasheet row share: "H100 SXM", "H100",
-    "NVIDIA H100 80GB HBM3" → "H100"; "A100-80GB" → "A100". Memory sizes and form factors are
-    priced together."""
+    "NVIDIA H100 80GB HBM3" → "H100"; "A100-80GB" → "A100". Memory sizes share a key; form
+    factors do too, and the estimate tells them apart by the offer's `form`."""
     match = re.search(r"\b([A-Z]+\d+[A-Z]?)\b", name.upper().replace("-", " "))
     return match.group(1) if match else name.upper()
 

@@ -16,9 +16,12 @@ and where it came from.
 * N devices: device-hours = one-device time / scaling efficiency; wall time = device-hours / N.
   The efficiency is measured (stored multi-device runs), the user's, or 1.0 labelled as an
   assumption.
-* Cost per offer = device-hours × the offer's price per GPU-hour (pro rata; whole instances cost
-  more when N is not a multiple of the GPUs per instance). Fully loaded = × a multiplier,
-  default 20: AI21's "two configurations and ten runs per configuration".
+* Cost per offer = device-hours × the offer's price per GPU-hour (pro rata; each offer also
+  shows the whole-instance cost when N is not a multiple of its GPUs per instance), priced only
+  against offers of the GPU's form (or of unknown form, labelled). On-demand and spot are kept
+  apart (`on_demand`, `spot`; the headline `cost_usd_min/max` is on-demand), GPU-only rows
+  without a host price are listed apart. Fully loaded = × a multiplier, default 20: AI21's "two
+  configurations and ten runs per configuration".
 
 Errors name the options' fields (`estimate.devices`); the CLI turns them into its flags.
 """
@@ -710,7 +713,6 @@ def project_offers(record: RunRecord, plan: Plan, corpus: Corpus | None, options
         if not forms:
             rows.append({"gpu": key, "skipped": "no datasheet row: peak unknown, not guessed"})
             continue
-        forms_note = " (price tables do not tell the forms apart)" if len(forms) > 1 else ""
         for row in forms:
             try:
                 e = estimate(record, plan, corpus, options.changed(gpu=row.gpu), offers=offers, records=records,
@@ -718,7 +720,7 @@ def project_offers(record: RunRecord, plan: Plan, corpus: Corpus | None, options
             except ConfigError as err:  # e.g. no datasheet figure for this precision
                 rows.append({"gpu": row.gpu, "skipped": str(err)})
                 continue
-            rows.append(_projection_summary(e, f"every {key} offer{forms_note}"))
+            rows.append(_projection_summary(e, f"every {key} offer"))
     return sorted(rows, key=lambda r: (r.get("cost_usd_min") is None, r.get("cost_usd_min") or 0.0))
 
 
@@ -729,7 +731,7 @@ def _projection_summary(e: Estimate, priced_against: str) -> dict[str, Any]:
     forms = {name or "unknown": sum(o.form == name for o in e.offers) for name in sorted(
         {o.form for o in e.offers}, key=lambda f: f or "~")}
     if form:  # the offers are of this form or of unknown form (see _offer_costs)
-        priced_against = (f"{priced_against.split(' (')[0]} of form {form} or of unknown form "
+        priced_against = (f"{priced_against} of form {form} or of unknown form "
                           f"({', '.join(f'{k} {v}' for k, v in forms.items()) or 'none'})")
     return {"gpu": e.hardware, "dtype": e.dtype, "peak_flops_per_s": e.peak_flops_per_s,
             "utilization": e.utilization, "utilization_source": e.utilization_source,

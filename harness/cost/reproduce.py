@@ -51,7 +51,8 @@ class Ai21Row:
 def reproduce_ai21(offers: Iterable, *, gpu: str = "V100 SXM2", dtype: str = "fp16",
                    utilization: float | None = None) -> list[Ai21Row]:
     """The AI21 rows at `gpu`/`dtype` (datasheet peak) × `utilization` (default: the labelled
-    30% assumption), priced from `offers` (on-demand only: the paper used list prices)."""
+    30% assumption), priced from `offers` (on-demand instances only: the paper used list prices; GPU-only rows,
+    which leave out the host VM, are not used)."""
     from harness.errors import ConfigError
     from harness.cost.estimate import DEFAULT_UTILIZATION
     from harness.hardware import datasheet_by_name
@@ -62,7 +63,8 @@ def reproduce_ai21(offers: Iterable, *, gpu: str = "V100 SXM2", dtype: str = "fp
     util = DEFAULT_UTILIZATION if utilization is None else utilization
     util_source = ("assumed (the paper gives none): 30% MFU" if utilization is None
                    else "user-given (--utilization)")
-    prices = sorted(o.usd_per_gpu_hour for o in offers if not o.spot and gpu_key(o.gpu) == gpu_key(row.gpu))
+    prices = sorted(o.usd_per_gpu_hour for o in offers  # whole-instance list prices: no spot, no GPU-only rows
+                    if not o.spot and not o.gpu_only and gpu_key(o.gpu) == gpu_key(row.gpu))
     low, high = (prices[0], prices[-1]) if prices else (None, None)
     rows = []
     for model, params, plan_name, paper, paper_loaded in AI21_ROWS:
