@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -431,7 +432,7 @@ def energy_figure(priced: Sequence[Priced]) -> Figure | None:
     if not with_energy:
         return None
     fig, (per_token, job) = _new_figure(11, 4.0, 2)
-    labels = [run_label(p.record) for p in with_energy]
+    labels = [textwrap.fill(run_label(p.record), 40) for p in with_energy]  # labels carry overridden dimensions
     mj = [p.record.energy.joules_per_step / p.record.tokens_per_step * 1e3 for p in with_energy]
     per_token.barh(labels[::-1], mj[::-1], color=_COLORS[2])
     per_token.set_xlabel("mJ per token (energy per step / tokens per step)")
@@ -442,8 +443,8 @@ def energy_figure(priced: Sequence[Priced]) -> Figure | None:
     for p in with_energy:
         energy = p.estimate.energy if p.estimate is not None else None
         if energy:
-            names.append(f"{p.record.model_label} · {p.record.run_id.rsplit('-', 1)[-1]} → "
-                         f"{p.estimate.plan['name']} [estimated]")
+            names.append(textwrap.fill(f"{p.record.model_label} · {p.record.run_id.rsplit('-', 1)[-1]} → "
+                         f"{p.estimate.plan['name']} [estimated]", 40))
             kwh.append(energy["kwh_pue"])
             co2.append(energy.get("co2e_lbs"))
             methods.append(f"{p.record.run_id}: {energy.get('method')}; PUE {energy.get('pue')} "
