@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import typer
+
 from harness.errors import ConfigError, Interrupted
 
 
@@ -64,3 +66,16 @@ def as_flags(err: ConfigError) -> ConfigError:
     """`err` with its field named as the command line's flag, where it has one."""
     flag = FLAG_OF_FIELD.get(err.field)
     return err if flag is None else ConfigError(flag, err.message)
+
+
+# The owned-hardware options `estimate` and `report` share; `on_prem_options` turns them into
+# estimate options, leaving out those not given (their defaults are then said to be defaults).
+ON_PREM_USD_PER_GPU = typer.Option(None, "--on-prem-usd-per-gpu", help="Purchase price of one owned GPU: adds the on-premises bill.")
+AMORTIZE_YEARS = typer.Option(None, "--amortize-years", help="Years the owned hardware is amortised over (default 4).")
+HOST_USD_PER_GPU = typer.Option(None, "--host-usd-per-gpu", help="Each GPU's share of the server, network and storage price (default 0).")
+DUTY_CYCLE = typer.Option(None, "--duty-cycle", help="Share of its hours the owned hardware does paid work (default 1).")
+
+
+def on_prem_options(**values: Optional[float]) -> dict[str, float]:
+    """The on-premises options that were given (None: not given)."""
+    return {name: value for name, value in values.items() if value is not None}

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import print_json as _print_json, results_dir as _results_dir
+from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, ON_PREM_USD_PER_GPU, on_prem_options,
+                                print_json as _print_json, results_dir as _results_dir)
 from harness.units import usd as _usd
 
 prices_app = typer.Typer(no_args_is_help=True, help="Cloud GPU price tables: fetch, cache, show.")
@@ -126,10 +127,10 @@ def estimate(
     carbon_intensity: Optional[float] = typer.Option(None, "--carbon-intensity", help="kg CO2e per kWh (overrides --carbon-region)."),
     usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price for the energy cost."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Sequences per device per step (default: each phase's batch / --devices)."),
-    on_prem_usd_per_gpu: Optional[float] = typer.Option(None, "--on-prem-usd-per-gpu", help="Purchase price of one owned GPU: adds the on-premises bill."),
-    amortize_years: Optional[float] = typer.Option(None, "--amortize-years", help="Years the owned hardware is amortised over (default 4)."),
-    host_usd_per_gpu: Optional[float] = typer.Option(None, "--host-usd-per-gpu", help="Each GPU's share of the server, network and storage price (default 0)."),
-    duty_cycle: Optional[float] = typer.Option(None, "--duty-cycle", help="Share of its hours the owned hardware does paid work (default 1)."),
+    on_prem_usd_per_gpu: Optional[float] = ON_PREM_USD_PER_GPU,
+    amortize_years: Optional[float] = AMORTIZE_YEARS,
+    host_usd_per_gpu: Optional[float] = HOST_USD_PER_GPU,
+    duty_cycle: Optional[float] = DUTY_CYCLE,
     offline: bool = typer.Option(False, "--offline", help="No network: cached tables or the bundled snapshot."),
     source: List[str] = typer.Option([], "--source", help="Price source (repeatable); default all."),
     url: Optional[str] = typer.Option(None, "--url", help="URL for the one --source (https, or http on loopback)."),
@@ -171,9 +172,8 @@ def estimate(
         devices=devices, gpu=gpu, dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
         fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
         carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh, micro_batch=micro_batch,
-        on_prem_usd_per_gpu=on_prem_usd_per_gpu,
-        **{k: v for k, v in (("amortize_years", amortize_years), ("host_usd_per_gpu", host_usd_per_gpu),
-                             ("duty_cycle", duty_cycle)) if v is not None})  # unset: the default, said so
+        **on_prem_options(on_prem_usd_per_gpu=on_prem_usd_per_gpu, amortize_years=amortize_years,
+                          host_usd_per_gpu=host_usd_per_gpu, duty_cycle=duty_cycle))
     calibration = read_calibration(root)
     stored = load_records(root)
     result = extrapolate(record, the_plan, the_corpus, options.changed(dtype=None) if project else options,

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import print_json as _print_json, results_dir as _results_dir
+from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, ON_PREM_USD_PER_GPU, on_prem_options,
+                                print_json as _print_json, results_dir as _results_dir)
 
 results_app = typer.Typer(no_args_is_help=True, help="The results database: list, show, export, import.")
 
@@ -145,7 +146,7 @@ def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], res
                 chosen.append(record)
     options = Options(**{k: v for k, v in (("corpus", corpus), ("plan", plan), ("gpu", gpu), ("dtype", dtype))
                          if v is not None},
-                      on_prem=tuple((k, v) for k, v in (on_prem or {}).items() if v is not None))
+                      on_prem=tuple((on_prem or {}).items()))
     _check_options(options)
     from harness.cost.calibrate import read_calibration
 
@@ -176,16 +177,16 @@ def report(
     plan: Optional[str] = typer.Option(None, "--plan", help="Plan (default: the corpus's recipe)."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU that runs off a datasheet GPU are projected to (default A100)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Precision of that projection (default bf16)."),
-    on_prem_usd_per_gpu: Optional[float] = typer.Option(None, "--on-prem-usd-per-gpu", help="Purchase price of one owned GPU: adds the on-premises bill."),
-    amortize_years: Optional[float] = typer.Option(None, "--amortize-years", help="Years the owned hardware is amortised over (default 4)."),
-    host_usd_per_gpu: Optional[float] = typer.Option(None, "--host-usd-per-gpu", help="Each GPU's share of the host's price (default 0)."),
-    duty_cycle: Optional[float] = typer.Option(None, "--duty-cycle", help="Share of its hours the owned hardware does paid work (default 1)."),
+    on_prem_usd_per_gpu: Optional[float] = ON_PREM_USD_PER_GPU,
+    amortize_years: Optional[float] = AMORTIZE_YEARS,
+    host_usd_per_gpu: Optional[float] = HOST_USD_PER_GPU,
+    duty_cycle: Optional[float] = DUTY_CYCLE,
     usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price, for the on-premises bill's energy."),
     results_dir: Optional[Path] = _RESULTS_DIR,
 ) -> None:
     """Write report.md and a self-contained report.html with plots of the chosen runs."""
-    on_prem = {"on_prem_usd_per_gpu": on_prem_usd_per_gpu, "amortize_years": amortize_years,
-               "host_usd_per_gpu": host_usd_per_gpu, "duty_cycle": duty_cycle, "usd_per_kwh": usd_per_kwh}
+    on_prem = on_prem_options(on_prem_usd_per_gpu=on_prem_usd_per_gpu, amortize_years=amortize_years,
+                              host_usd_per_gpu=host_usd_per_gpu, duty_cycle=duty_cycle, usd_per_kwh=usd_per_kwh)
     written = write_report(list(run_ids or []), all_runs=all_runs, out=out, results_dir=_results_dir(results_dir),
                            corpus=corpus, plan=plan, gpu=gpu, dtype=dtype, on_prem=on_prem)
     print(f"report written to {written.html} (and {written.markdown.name}, {len(written.figures)} figures)")

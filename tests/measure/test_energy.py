@@ -141,20 +141,27 @@ def test_estimate_path_names_its_basis(tmp_path):
     assert unknown.end(1.0)[0].energy_j == pytest.approx(DEFAULT_W_PER_THREAD)
 
 
+class RecordingSource:
+    """A power source that records when the sampler calls it and returns `components` at the end."""
+
+    def __init__(self, components=()):
+        self.calls, self.components = [], list(components)
+
+    def begin(self, t):
+        self.calls.append(("begin", t))
+
+    def sample(self, t):
+        self.calls.append(("sample", t))
+
+    def end(self, t):
+        self.calls.append(("end", t))
+        return self.components
+
+
 def test_sampler_thread_samples_at_its_interval_for_real():
-    calls = []
-
-    class Recorder:
-        def begin(self, t):
-            calls.append(("begin", t))
-
-        def sample(self, t):
-            calls.append(("sample", t))
-
-        def end(self, t):
-            return []
-
-    sampler = PowerSampler([Recorder()], interval_s=0.02)
+    source = RecordingSource()
+    calls = source.calls
+    sampler = PowerSampler([source], interval_s=0.02)
     sampler.start()
     time.sleep(0.25)
     reading = sampler.stop()
@@ -164,20 +171,9 @@ def test_sampler_thread_samples_at_its_interval_for_real():
 
 def test_the_sampler_is_a_context_manager_over_its_block():
     now = [10.0]
-    calls = []
-
-    class Recorder:
-        def begin(self, t):
-            calls.append(("begin", t))
-
-        def sample(self, t):
-            calls.append(("sample", t))
-
-        def end(self, t):
-            calls.append(("end", t))
-            return [ComponentEnergy("cpu", 12.0, 6.0, "rapl", "package-0")]
-
-    sampler = PowerSampler([Recorder()], ["gpu: none"], interval_s=3600.0, clock=lambda: now[0])
+    source = RecordingSource([ComponentEnergy("cpu", 12.0, 6.0, "rapl", "package-0")])
+    calls = source.calls
+    sampler = PowerSampler([source], ["gpu: none"], interval_s=3600.0, clock=lambda: now[0])
     assert sampler.reading is None
     with sampler as inside:
         assert inside is sampler and calls == [("begin", 10.0)]
