@@ -10,6 +10,8 @@ _BERT = {"family": "bert", "vocab": 30522, "max_positions": 512, "dropout": 0.1}
 _GPT2 = {"family": "gpt2", "vocab": 50257, "max_positions": 1024, "dropout": 0.1}
 # T5 uses relative position buckets, so there is no hard position limit (max_positions None).
 _T5 = {"family": "t5", "vocab": 32128, "max_positions": None, "dropout": 0.1}
+_LLAMA3 = {"family": "llama", "kv_heads": 8, "vocab": 128256, "max_positions": 131072,
+           "dropout": 0.0}
 
 PRESETS = MappingProxyType({
     # Devlin et al. 2019
@@ -29,6 +31,12 @@ PRESETS = MappingProxyType({
     # Touvron et al. 2023 (LLaMA 1: context 2048, no dropout, multi-head attention: kv_heads = heads)
     "llama-7b": {"family": "llama", "layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 32,
                  "ffn": 11008, "vocab": 32000, "max_positions": 2048, "dropout": 0.0},
+    # Llama 3.1 (Meta 2024, "The Llama 3 Herd of Models" Table 3 and the released config.json):
+    # grouped-query attention with 8 kv heads, SwiGLU, vocab 128256, untied head, no dropout.
+    # The context limit is the released 131072 (pre-training ran mostly at 8192).
+    "llama3.1-8b": {**_LLAMA3, "layers": 32, "hidden": 4096, "heads": 32, "ffn": 14336},
+    "llama3.1-70b": {**_LLAMA3, "layers": 80, "hidden": 8192, "heads": 64, "ffn": 28672},
+    "llama3.1-405b": {**_LLAMA3, "layers": 126, "hidden": 16384, "heads": 128, "ffn": 53248},
     # Brown et al. 2020: the GPT-2 architecture at 175B (dense attention assumed throughout)
     "gpt3-175b": {"family": "gpt2", "layers": 96, "hidden": 12288, "heads": 96, "ffn": 49152,
                   "vocab": 50257, "max_positions": 2048, "dropout": 0.0},

@@ -10,6 +10,10 @@ from harness.config import ModelSection, resolve_model
     ("bert-base", 109_514_298),   # BertForMaskedLM, bert-base-uncased shape
     ("t5-small", 60_506_624),     # Hugging Face t5-small
     ("llama-7b", 6_738_415_616),  # LLaMA-7B
+    # Llama 3.1 as released (model cards: 8.03B, 70.6B, 405B; the safetensors' exact totals)
+    ("llama3.1-8b", 8_030_261_248),
+    ("llama3.1-70b", 70_553_706_496),
+    ("llama3.1-405b", 405_853_388_800),
 ])
 def test_presets_on_the_meta_device_have_published_sizes(preset, total):
     model = build_model(resolve_model(ModelSection(preset=preset)), "meta")
