@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from harness.cost.prices.client import DEFAULT_TIMEOUT_S
-from harness.cost.prices.refresh import (PRICE_FIELDS, PROVIDERS, describe_change, diff, merge, read_rows, refresh_provider,
-                                         write)
+from harness.cost.prices.refresh import (PRICE_FIELDS, PROVIDERS, describe_change, diff, merge, read_rows,
+                                         refresh_provider, write)
 from harness.cost.prices.snapshot import SNAPSHOT_PATH
 from harness.errors import ConfigError, HarnessError
 

@@ -343,6 +343,7 @@ def test_providers_not_named_keep_their_rows(catalog, snapshot):
     ("no commits", "lists no commit of catalogs/v8/gcp/vms.csv"),
     ("bad sha", "has no 40-hex commit sha"),
     ("no date", "has no ISO commit.committer.date"),
+    ("commit not an object", "has no ISO commit.committer.date"),
     ("truncated", "is truncated (no final newline)"),
     ("nothing selected", "none of the selected offers is in"),
 ])
@@ -356,6 +357,8 @@ def test_a_failed_fetch_writes_nothing(catalog, snapshot, capsys, case, expect):
         catalog.serve("gcp", commits=[{**commits_json("gcp")[0], "sha": "8427bbff"}])
     elif case == "no date":
         catalog.serve("gcp", commits=[{**commits_json("gcp")[0], "commit": {"committer": {"date": "2026-11-28"}}}])
+    elif case == "commit not an object":
+        catalog.serve("gcp", commits=[{"sha": SHA["gcp"], "commit": "2026-11-28"}])
     elif case == "truncated":
         catalog.serve("gcp", GCP_CSV[:-1])
     else:
@@ -364,6 +367,7 @@ def test_a_failed_fetch_writes_nothing(catalog, snapshot, capsys, case, expect):
                                                      region="europe-west4") + "\n")
     before = snapshot.read_bytes()
     assert run(catalog, snapshot, providers="aws,gcp") == 2
+    assert catalog.hits[f"/{REPO}/{SHA['aws']}/{PATH['aws']}"] == 1  # aws was read, and still nothing is written
     assert snapshot.read_bytes() == before
     assert [p.name for p in snapshot.parent.iterdir()] == ["snapshot.csv"]  # no temporary file left
     err = capsys.readouterr().err.strip().splitlines()

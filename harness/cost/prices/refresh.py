@@ -156,10 +156,11 @@ def latest_commit(get: Get, provider: str, api_base: str = API_BASE) -> Commit:
         raise PriceFetchError(get.source, f"response from {url} is not JSON") from None
     if not isinstance(payload, list) or not payload:
         raise PriceFetchError(get.source, f"response from {url} lists no commit of {path}")
+    def field(value: object, name: str) -> object:
+        return value.get(name) if isinstance(value, dict) else None
+
     head = payload[0]
-    sha = head.get("sha") if isinstance(head, dict) else None
-    committer = (head.get("commit") or {}).get("committer") if isinstance(head, dict) else None
-    raw_date = committer.get("date") if isinstance(committer, dict) else None
+    sha, raw_date = field(head, "sha"), field(field(field(head, "commit"), "committer"), "date")
     if not isinstance(sha, str) or not _SHA.match(sha):
         raise PriceFetchError(get.source, f"response from {url} has no 40-hex commit sha (got {sha!r})")
     try:
@@ -196,8 +197,9 @@ def select(offers: Iterable[Offer], provider: str, commit: Commit) -> ProviderRe
     def add(instance_offers: list[Offer]) -> None:
         for offer in sorted(instance_offers, key=lambda o: o.spot):
             gpu, gpus = offer.gpu, offer.gpus_per_instance
-            if provider == "azure" and offer.instance in AZURE_GPU_SKUS and AZURE_GPU_SKUS[offer.instance] != (gpu, gpus):
-                gpu, gpus = AZURE_GPU_SKUS[offer.instance]
+            documented = AZURE_GPU_SKUS.get(offer.instance) if provider == "azure" else None
+            if documented is not None and documented != (gpu, gpus):
+                gpu, gpus = documented
                 note = (f"{offer.instance}: the file says {offer.gpus_per_instance} x {offer.gpu}; "
                         f"Azure's size documentation (AZURE_GPU_SKUS) says {gpus} x {gpu}, which the row uses")
                 if note not in corrections:
