@@ -156,6 +156,7 @@ def latest_commit(get: Get, provider: str, api_base: str = API_BASE) -> Commit:
         raise PriceFetchError(get.source, f"response from {url} is not JSON") from None
     if not isinstance(payload, list) or not payload:
         raise PriceFetchError(get.source, f"response from {url} lists no commit of {path}")
+
     def field(value: object, name: str) -> object:
         return value.get(name) if isinstance(value, dict) else None
 
