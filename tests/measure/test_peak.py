@@ -84,3 +84,22 @@ def test_an_unknown_gpu_gives_named_but_unknown_utilization():
     peaks = Peaks(datasheet=DatasheetPeakInfo(flops_per_s=sheet.flops_per_s, gpu=sheet.gpu, mode=sheet.mode))
     (row,) = utilizations(peaks, 1e15, 1e15)
     assert (row.peak, row.flops_per_s, row.mfu) == ("datasheet fp8 (unknown for this device)", None, None)
+
+
+def test_the_run_summary_names_each_peak_of_an_fp8_run(capsys, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("COLUMNS", "200")  # rich: one table row per line
+    from harness.cli.run import _summary
+    from tests.conftest import make_record
+
+    rows = [{"peak": peak, "kind": kind, "mode": mode, "flops_per_s": f, "mfu": mfu, "hfu": mfu}
+            for peak, kind, mode, f, mfu in [("datasheet fp8 (B200)", "datasheet", "fp8", 4.5e15, 0.25),
+                                             ("datasheet bf16 (B200)", "datasheet", "bf16", 2.25e15, 0.5),
+                                             ("measured fp8 matmul", "measured", "fp8", 3.0e15, 0.375),
+                                             ("measured bf16 matmul", "measured", "bf16", 1.75e15, 0.643)]]
+    _summary(make_record({"dtype": "fp8", "utilization": rows}), Path("run.json"))
+    out = capsys.readouterr().out
+    for label, pct in [("datasheet fp8 (B200)", "25.00%"), ("datasheet bf16 (B200)", "50.00%"),
+                       ("measured bf16 matmul", "64.30%")]:
+        assert any(label in line and pct in line for line in out.splitlines()), label
