@@ -103,3 +103,16 @@ def test_the_run_summary_names_each_peak_of_an_fp8_run(capsys, monkeypatch):
     for label, pct in [("datasheet fp8 (B200)", "25.00%"), ("datasheet bf16 (B200)", "50.00%"),
                        ("measured bf16 matmul", "64.30%")]:
         assert any(label in line and pct in line for line in out.splitlines()), label
+
+
+def test_hw_shows_each_precisions_measured_peak_beside_an_unknown_cpu_datasheet(capsys):
+    import json
+
+    from harness.cli import main
+
+    assert main(["hw", "--json", "--device", "cpu"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["platform"] == "cpu" and [p["dtype"] for p in data["peaks"]] == ["fp32", "bf16"]
+    for p in data["peaks"]:  # measured here; a CPU has no datasheet row, so no ratio either
+        assert p["measured_flops_per_s"] > 0 and p["matmul_size"] >= 256
+        assert (p["datasheet_flops_per_s"], p["datasheet_gpu"], p["measured_over_datasheet"]) == (None, None, None)
