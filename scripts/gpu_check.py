@@ -63,12 +63,11 @@ class WallCheckedClock:
     """harness's CUDA-event clock, with perf_counter read after each start and stop, so that the
     record's event times can be checked against wall-clock over the same steps."""
 
-    name = "cuda_event"
-
-    def __init__(self):
+    def __init__(self, inner=None):
         from harness.measure.timing import CudaEventClock
 
-        self.inner = CudaEventClock("cuda")
+        self.inner = inner or CudaEventClock("cuda")  # another clock: a seam for the CPU test
+        self.name = self.inner.name
         self.wall: list[tuple[float, float]] = []
 
     def start(self):
@@ -112,14 +111,14 @@ LLAMA = ["device=cuda", "model.family=llama", "model.layers=12", "model.hidden=7
          "train.batch_size=16", "train.seq_len=1024", "measure.warmup_steps=5", "measure.steps=30"]
 
 
-def check_timing_peak(rows: list[Row], out: Path):
-    clock = WallCheckedClock()
-    record = _run("gpt2", GPT2, out, clock=clock)
+def check_timing_peak(rows: list[Row], out: Path, overrides: list[str] = GPT2, inner_clock=None):
+    clock = WallCheckedClock(inner_clock)
+    record = _run("gpt2", overrides, out, clock=clock)
     steps = record.timing.steps
     window = clock.wall[-steps:]                       # the measured steps (after the warm-up ones)
     wall_s = window[-1][1] - window[0][0]
     events_s = sum(record.step_times_s)
-    rows.append(Row("timing: CUDA events vs wall-clock", f"{events_s:.4f} s ({steps} steps, record)",
+    rows.append(Row(f"timing: {record.timing.clock} vs wall-clock", f"{events_s:.4f} s ({steps} steps, record)",
                     f"{wall_s:.4f} s wall", status(within(events_s, wall_s, 0.02)),
                     f"{(events_s - wall_s) / wall_s:+.2%}, tolerance 2%; median step {record.median_step_s * 1e3:.2f} ms"))
     methods = record.energy.methods if record.energy else {}
@@ -134,15 +133,15 @@ def check_timing_peak(rows: list[Row], out: Path):
                         status(bool(gpu_methods) and set(gpu_methods.values()) == {"counter"}),
                         f"{record.energy.joules_per_step:.2f} J/step" if record.energy else ""))
     sheet, measured = record.peak_flops_datasheet, record.peak_flops_measured
+    label = f"peak: measured {record.peaks.measured.dtype} matmul vs datasheet"
     if sheet:
         ratio = measured / sheet
-        rows.append(Row("peak: measured bf16 matmul vs datasheet", f"{measured / 1e12:,.1f} TFLOP/s",
-                        f"{sheet / 1e12:,.1f} TFLOP/s ({record.peaks.datasheet.gpu})", status(0.45 <= ratio <= 1.0),
-                        f"{ratio:.1%}; expected 45-100% (stas00: H100 80%, MI300X 51%)"))
+        rows.append(Row(label, f"{measured / 1e12:,.1f} TFLOP/s", f"{sheet / 1e12:,.1f} TFLOP/s ({record.peaks.datasheet.gpu})",
+                        status(0.45 <= ratio <= 1.0), f"{ratio:.1%}; expected 45-100% (stas00: H100 80%, MI300X 51%)"))
     else:
-        rows.append(Row("peak: measured bf16 matmul vs datasheet", f"{measured / 1e12:,.1f} TFLOP/s",
-                        f"unknown: no datasheet row for {record.device.name!r}", "info"))
-    rows.append(Row("bf16 run: MFU", f"{record.mfu_measured:.1%} of measured peak",
+        rows.append(Row(label, f"{measured / 1e12:,.1f} TFLOP/s", f"unknown: no datasheet row for {record.device.name!r}",
+                        "info"))
+    rows.append(Row(f"{record.dtype} run: MFU", f"{record.mfu_measured:.1%} of measured peak",
                     "n/a" if record.mfu_datasheet is None else f"{record.mfu_datasheet:.1%} of datasheet", "info",
                     f"{record.tokens_per_s:,.0f} tokens/s, {record.params / 1e6:.0f}M params"))
     return record

@@ -69,3 +69,23 @@ def test_every_comparison_is_a_row_with_measured_reference_and_status():
     assert lines[0].split() == ["check", "measured", "reference", "status", "note"]
     assert "pass" in lines[2] and "1.0100 s wall" in lines[2] and "0.900x" in lines[3]
     assert gpu_check.status(gpu_check.within(1.0, 1.03, 0.02)) == "FAIL"
+
+
+def test_the_timing_and_peak_checks_read_real_record_fields(tmp_path):
+    """The GPU check's first check, run on this CPU with a tiny GPT-2 and perf_counter in place
+    of CUDA events: it reads the stored record's fields (step times, timing.steps, energy methods,
+    peaks) and writes the record; on a CPU the datasheet peak is unknown and the energy has no GPU."""
+    from harness.measure.timing import PerfCounterClock
+
+    tiny = ["device=cpu", "model.layers=1", "model.hidden=32", "model.heads=2", "model.ffn=64", "model.vocab=128",
+            "model.dropout=0.0", "train.batch_size=2", "train.seq_len=16", "measure.warmup_steps=1",
+            "measure.steps=3", "measure.power_interval_s=0.01"]
+    rows: list = []
+    record = gpu_check.check_timing_peak(rows, tmp_path, tiny, PerfCounterClock())
+    by_check = {r.check: r for r in rows}
+    timing = by_check["timing: perf_counter vs wall-clock"]
+    assert timing.status == "pass" and "3 steps" in timing.measured
+    assert by_check["energy: record reads NVML's counter"].status == "FAIL"  # a CPU run reads no GPU counter
+    peak = by_check["peak: measured fp32 matmul vs datasheet"]  # the run's own precision (bf16 on the GPU)
+    assert peak.status == "info" and "unknown" in peak.reference
+    assert (tmp_path / "gpu_check" / f"{record.run_id}.json").is_file()
