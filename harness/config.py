@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.data import data_path
 from harness.errors import ConfigError
-from harness.hardware import Dtype
+from harness.hardware import Dtype, fp8_unsupported
 from harness.presets import PRESETS
 
 Family = Literal["bert", "gpt2", "t5", "llama"]
@@ -256,6 +256,8 @@ def build_spec(raw: dict[str, Any]) -> RunSpec:
         parsed = _RawConfig.model_validate(raw)
     except ValidationError as err:
         raise _format_validation_error(err) from None
+    if parsed.train.dtype == "fp8" and parsed.device == "cpu":  # before anything is built
+        raise ConfigError("train.dtype", f"{fp8_unsupported('cpu')}; allowed on cpu: fp32, bf16")
     model = resolve_model(parsed.model)
     train = _check_lengths(model, parsed.train)
     return RunSpec(model=model, train=train, measure=parsed.measure, device=parsed.device,

@@ -177,9 +177,13 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 
 def hw(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (ROCm GPUs are cuda devices)."),
 ) -> None:
-    """Show the device and its peak matmul FLOP/s, measured and from the datasheet."""
+    """Show the device and its peak matmul FLOP/s in each precision it trains in: measured here
+    beside the dense datasheet figure (unknown for CPUs and unlisted GPUs), so that MFU against
+    either is honest."""
+    import torch
+
     from harness.measure.env import collect_env
     from harness.hardware import datasheet_peak
     from harness.measure.peak import measure_peak
@@ -195,24 +199,37 @@ def hw(
         sheet = datasheet_peak(dev.type, env["device"]["name"], dtype, env["tf32_matmul"])
         peaks.append({"dtype": dtype, "measured_flops_per_s": measured.flops_per_s,
                       "matmul_size": measured.size, "datasheet_flops_per_s": sheet.flops_per_s,
-                      "datasheet_source": sheet.source})
+                      "datasheet_source": sheet.source, "datasheet_gpu": sheet.gpu, "datasheet_mode": sheet.mode,
+                      "measured_over_datasheet": (measured.flops_per_s / sheet.flops_per_s
+                                                  if sheet.flops_per_s else None)})
+    platform = "ROCm " + torch.version.hip if dev.type == "cuda" and torch.version.hip else (
+        "CUDA " + str(torch.version.cuda) if dev.type == "cuda" else "cpu")
     if as_json:
-        _print_json({"env": env, "peaks": peaks})
+        _print_json({"env": env, "platform": platform, "peaks": peaks})
         return
     from rich.console import Console
     from rich.table import Table
 
     d = env["device"]
-    table = Table(title=f"{d['type']}: {d['name']} · {d['memory_bytes'] / 2**30:.1f} GiB · "
+    table = Table(title=f"{d['type']} ({platform}): {d['name']} · {d['memory_bytes'] / 2**30:.1f} GiB · "
                         f"torch {env['torch_version']} · {env['torch_threads']} threads")
-    for col in ("dtype", "measured peak", "matmul size", "datasheet peak"):
+    for col in ("dtype", "measured peak", "matmul size", "datasheet peak", "datasheet column", "measured / datasheet"):
         table.add_column(col, justify="right")
     for p in peaks:
-        table.add_row(p["dtype"], _si(p["measured_flops_per_s"], "FLOP/s"), str(p["matmul_size"]),
-                      _si(p["datasheet_flops_per_s"], "FLOP/s"))
-    Console().print(table)
+        ratio = p["measured_over_datasheet"]
+        table.add_row(p["dtype"], _si(p["measured_flops_per_s"], "FLOP/s"), f"{p['matmul_size']}³",
+                      _si(p["datasheet_flops_per_s"], "FLOP/s") if p["datasheet_flops_per_s"] else "unknown",
+                      f"{p['datasheet_gpu']} {p['datasheet_mode']}" if p["datasheet_gpu"] else "no row for this device",
+                      f"{ratio:.1%}" if ratio is not None else "n/a")
+    console = Console()
+    console.print(table)
+    sources = sorted({p["datasheet_source"] for p in peaks if p["datasheet_source"]})
+    for source in sources:
+        console.print(f"datasheet: {source}")
+    if not sources:
+        console.print("datasheet: none for this device (its peak is unknown, never another part's)")
     if not env["nvml"]["available"]:
-        Console().print(f"NVML: absent ({env['nvml']['reason']})")
+        console.print(f"NVML: absent ({env['nvml']['reason']})")
 
 
 def register(app: typer.Typer) -> None:

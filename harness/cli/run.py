@@ -46,6 +46,9 @@ def _summary(record, json_path: Path) -> None:
         ("HFU vs measured / datasheet", f"{_pct(r.hfu_measured)} / {_pct(r.hfu_datasheet)}", "derived"),
         ("peak memory", _si(r.peak_memory_bytes, "B"), r.peak_memory_method),
     ]
+    if len(r.utilization) > 2:  # an fp8 run: MFU against each named peak, FP8 and bf16
+        at = next(i for i, row in enumerate(rows) if row[0].startswith("MFU vs")) + 1
+        rows[at:at] = [(f"MFU vs {u.peak}", _pct(u.mfu), "derived") for u in r.utilization]
     if r.energy is not None:
         methods = ", ".join(f"{k} {v}" for k, v in r.energy.methods.items())
         rows.append(("energy / step", f"{r.energy.joules_per_step:.3g} J", methods or "record"))

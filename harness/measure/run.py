@@ -28,12 +28,12 @@ from harness.measure import distributed
 from harness.measure.distributed import DistEnv, RankFailure, dist_env
 from harness.measure.energy import PowerSampler, discover_sources, job_gpus
 from harness.measure.env import collect_env
-from harness.hardware import datasheet_peak
+from harness.hardware import comparison_modes, datasheet_peak
 from harness.measure.peak import measure_peak
-from harness.results.record import (AnalyticFlops, DatasheetPeakInfo, DeviceInfo, Environment, FlopSummary, Measurement,
-                                    MeasuredPeakInfo, RankResult, RunRecord, World)
+from harness.results.record import (AnalyticFlops, DatasheetPeakInfo, DeviceInfo, Environment, FlopSummary, Fp8Info,
+                                    Measurement, MeasuredPeakInfo, RankResult, RunRecord, World)
 from harness.measure.timing import Clock, StepTimes, clock_for, time_steps
-from harness.measure.train import autocast_for, check_dtype, prepare, resolve_device
+from harness.measure.train import autocast_for, check_dtype, convert_fp8, prepare, resolve_device
 
 Log = Callable[[str], None]
 
@@ -93,6 +93,15 @@ def _measured_peak(device: torch.device, dtype: str, denv: DistEnv | None):
     return dataclasses.replace(peak, flops_per_s=statistics.mean(distributed.gather(peak.flops_per_s)))
 
 
+def _sheet_info(sheet) -> DatasheetPeakInfo:
+    return DatasheetPeakInfo(flops_per_s=sheet.flops_per_s, gpu=sheet.gpu, mode=sheet.mode, source=sheet.source)
+
+
+def _measured_info(peak) -> MeasuredPeakInfo:
+    return MeasuredPeakInfo(flops_per_s=peak.flops_per_s, matmul_size=peak.size, dtype=peak.dtype, reps=peak.reps,
+                            trials=peak.trials, clock=peak.clock)
+
+
 def _gather_ranks(times: StepTimes, peak_memory_bytes: int) -> list[RankResult]:
     """Every rank's own step times and peak memory (a collective: every rank calls it)."""
     gathered = distributed.gather({"warmup_s": list(times.warmup_s), "steps_s": list(times.steps_s),
@@ -121,6 +130,13 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     hardware_count = count_flops(model, batch, kind="hardware",
                                  autocast=autocast_for(device, spec.train.dtype)).scaled(spec.train.grad_accum)
+    fp8 = None
+    if spec.train.dtype == "fp8":  # after the hardware count (bf16), before DDP/FSDP and compile
+        conversion = convert_fp8(model)
+        fp8 = Fp8Info(library=conversion.library, recipe=conversion.recipe,
+                      converted_linear=len(conversion.converted), kept_linear=conversion.kept)
+        log(f"fp8: {len(conversion.converted)} linear layers train in float8 ({conversion.library}), "
+            f"{len(conversion.kept)} kept in bf16")
     if denv is not None:
         log(f"wrapping the model for {world} ranks with {spec.distributed.strategy}")
         model = distributed.wrap(model, spec.distributed.strategy, device)
@@ -148,10 +164,13 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
     # After the steps and their peak memory: on CPU the benchmark sizes its matrices by timing
     # (so by load), and its buffers would otherwise enter the process's peak RSS and reshape
     # the allocator's heap for the steps.
-    log(f"measuring peak matmul FLOP/s in {spec.train.dtype}")
-    measured_peak = _measured_peak(device, spec.train.dtype, denv)
+    # The run's own precision first; an fp8 run is also stated against bf16 (hardware.comparison_modes).
+    modes = comparison_modes(spec.train.dtype)
+    log(f"measuring peak matmul FLOP/s in {', '.join(modes)}")
+    measured_peak, *measured_also = [_measured_peak(device, mode, denv) for mode in modes]
     env = Environment.model_validate(collect_env(device.type))
-    sheet = datasheet_peak(device.type, env.device.name, spec.train.dtype, tf32_enabled=env.tf32_matmul)
+    sheet, *sheets_also = [datasheet_peak(device.type, env.device.name, mode, tf32_enabled=env.tf32_matmul)
+                           for mode in modes]
     per_rank = None
     if denv is not None:
         per_rank = _gather_ranks(times, peak_memory)
@@ -175,10 +194,9 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
                                    counted_on=f"{device.type} model, untimed step", recomputation_counted=True),
         analytic=analytic_summary(analytic, params), uncounted_ops=dict(hardware_count.uncounted_ops),
         params=params.total, params_non_embedding=params.non_embedding,
-        datasheet=DatasheetPeakInfo(flops_per_s=sheet.flops_per_s, gpu=sheet.gpu, mode=sheet.mode, source=sheet.source),
-        measured_peak=MeasuredPeakInfo(flops_per_s=measured_peak.flops_per_s, matmul_size=measured_peak.size,
-                                       dtype=measured_peak.dtype, reps=measured_peak.reps,
-                                       trials=measured_peak.trials, clock=measured_peak.clock),
+        datasheet=_sheet_info(sheet), measured_peak=_measured_info(measured_peak),
+        datasheet_also=[_sheet_info(x) for x in sheets_also], measured_also=[_measured_info(x) for x in measured_also],
+        fp8=fp8,
         energy=energy, env=env, device=DeviceInfo(type=env.device.type, name=env.device.name, count=env.device.count),
         world=World(world_size=world, nnodes=denv.nnodes if denv else 1,
                     strategy=spec.distributed.strategy if denv else "single"),

@@ -107,8 +107,54 @@ class MeasuredPeakInfo(Value):
 
 
 class Peaks(Value):
+    """The run's own peaks (`datasheet`, `measured`: its precision's) and the other precisions
+    it is also stated against (an fp8 run: the bf16 datasheet peak and bf16 measured matmul)."""
+
     datasheet: DatasheetPeakInfo = DatasheetPeakInfo()
     measured: MeasuredPeakInfo | None = None
+    datasheet_also: list[DatasheetPeakInfo] = []
+    measured_also: list[MeasuredPeakInfo] = []
+
+
+class PeakUtilization(Value):
+    """MFU and HFU (per device) against one named peak: "datasheet fp8 (B200)", "measured bf16
+    matmul"; None where that peak is unknown."""
+
+    peak: str
+    kind: Literal["datasheet", "measured"]
+    mode: str | None
+    flops_per_s: float | None
+    mfu: float | None
+    hfu: float | None
+    source: str | None = None
+
+
+def utilizations(peaks: Peaks, model_flops_per_s: float, hardware_flops_per_s: float) -> list[PeakUtilization]:
+    """Every peak of `peaks`, named, with the per-device model and hardware FLOP/s over it."""
+    out = []
+    for sheet in [peaks.datasheet, *peaks.datasheet_also]:
+        out.append(PeakUtilization(
+            peak=f"datasheet {sheet.mode}" + (f" ({sheet.gpu})" if sheet.gpu else " (unknown for this device)"),
+            kind="datasheet", mode=sheet.mode, flops_per_s=sheet.flops_per_s,
+            mfu=utilization(model_flops_per_s, sheet.flops_per_s),
+            hfu=utilization(hardware_flops_per_s, sheet.flops_per_s), source=sheet.source))
+    for measured in [m for m in [peaks.measured, *peaks.measured_also] if m is not None]:
+        out.append(PeakUtilization(
+            peak=f"measured {measured.dtype} matmul", kind="measured", mode=measured.dtype,
+            flops_per_s=measured.flops_per_s, mfu=utilization(model_flops_per_s, measured.flops_per_s),
+            hfu=utilization(hardware_flops_per_s, measured.flops_per_s),
+            source=f"{measured.matmul_size}^3 matmuls, best of {measured.trials} x {measured.reps}"))
+    return out
+
+
+class Fp8Info(Value):
+    """How an fp8 run trained: the linear layers converted to float8 (count), those kept in bf16
+    with why, the library and its scaling recipe."""
+
+    library: str
+    recipe: str
+    converted_linear: int = Field(ge=0)
+    kept_linear: dict[str, str] = {}
 
 
 class Timing(Value):
@@ -341,6 +387,9 @@ class Measurement(BaseModel):
     params_non_embedding: int
     datasheet: DatasheetPeakInfo
     measured_peak: MeasuredPeakInfo
+    datasheet_also: list[DatasheetPeakInfo] = []
+    measured_also: list[MeasuredPeakInfo] = []
+    fp8: Fp8Info | None = None
     energy: Energy | None
     env: Environment
     device: DeviceInfo
@@ -412,6 +461,10 @@ class RunRecord(Value):
     sweep: SweepInfo | None = None
     scaling: Scaling | None = None
     depth_extrapolation: DepthExtrapolation | None = None
+    # every peak the run is stated against, named (an fp8 run: FP8 and bf16 datasheet, FP8 and
+    # bf16 measured); records written before it have none
+    utilization: list[PeakUtilization] = []
+    fp8: Fp8Info | None = None
     schema_version: int = SCHEMA_VERSION
 
     @field_validator("created_at")
@@ -487,6 +540,8 @@ class RunRecord(Value):
         hardware_flops = m.hardware_flops.per_rank_per_step * world
         achieved, hardware_rate = times.per_s(model_flops), times.per_s(hardware_flops)
         warnings = [] if predicted else times.warnings()
+        peaks = Peaks(datasheet=m.datasheet, measured=m.measured_peak, datasheet_also=m.datasheet_also,
+                      measured_also=m.measured_also)
         if spec.train.compile:
             warnings.append("hardware FLOPs were counted on the uncompiled model")
             if spec.measure.warmup_steps == 0 and not predicted:
@@ -513,7 +568,7 @@ class RunRecord(Value):
             peak_memory_bytes=m.peak_memory_bytes, peak_memory_method=m.peak_memory_method,
             flops=Flops(convention="2*MAC", model=m.model_flops, hardware=m.hardware_flops, analytic=m.analytic,
                         uncounted_ops=m.uncounted_ops, grad_accum_micro_batches=spec.train.grad_accum),
-            peaks=Peaks(datasheet=m.datasheet, measured=m.measured_peak),
+            peaks=peaks,
             timing=Timing(clock=m.clock, warmup_steps=spec.measure.warmup_steps, steps=spec.measure.steps,
                           throughput_rule=("tokens per step / predicted step time" if predicted else
                                            "tokens per step x steps / total measured seconds"),
@@ -524,6 +579,7 @@ class RunRecord(Value):
             energy=m.energy, world_size=world, nnodes=m.world.nnodes, strategy=m.world.strategy,
             per_device_tokens_per_s=times.per_s(tokens_per_step) / world, per_rank=m.per_rank,
             depth_extrapolation=depth_extrapolation,
+            utilization=utilizations(peaks, achieved / world, hardware_rate / world), fp8=m.fp8,
         )
 
 
