@@ -1,4 +1,4 @@
-"""The cost commands of the `harness` CLI: `estimate`, `prices update|show`, `reproduce ai21`."""
+"""The cost commands of the `harness` CLI: `estimate`, `prices update|show`, `reproduce ai21|strubell|runs`."""
 
 from __future__ import annotations
 
@@ -422,6 +422,45 @@ def reproduce_strubell(as_json: bool = typer.Option(False, "--json", help="Print
     console.print("Differences are the paper's rounding to whole kWh and lbs (its '79 h' for BERT_base is itself "
                   "rounded). Cloud cost = hours x accelerators x the implied price per accelerator-hour "
                   "(preemptible to on-demand); TPU rows have no published power.", soft_wrap=True)
+
+
+@reproduce_app.command("runs")
+def reproduce_runs(as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON.")) -> None:
+    """Public training bills (Llama 3.1, GPT-3, PaLM, nanoGPT, BERT-base) beside this project's projection."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.cost.reproduce import reproduce_runs as rebuild
+
+    rows = rebuild()
+    if as_json:
+        _print_json({"rows": [r.to_dict() for r in rows],
+                     "method": "counted FLOPs per token x published tokens; projection = FLOPs / (peak x the best "
+                               "published steady-state MFU); ratio = published device-hours / projected"})
+        return
+    console = Console(width=max(200, Console().width))
+    table = Table(title="public training runs: the published bill beside this project's steady-state projection")
+    for col in ("run", "FLOPs/token", "tokens", "FLOPs", "published FLOPs", "hardware", "published device-h",
+                "implied MFU (ours / 6ND)", "steady MFU", "projected device-h", "published / projected"):
+        table.add_column(col, justify="left" if col in ("run", "hardware") else "right")
+
+    def num(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
+    for r in rows:
+        lo, hi = r.projected_device_hours_range
+        implied = ("—" if r.implied_utilization is None else
+                   f"{r.implied_utilization:.1%} / {r.implied_utilization_6nd:.1%}")
+        table.add_row(r.name, f"{r.flops_per_token:.4g}", f"{r.tokens:.3g}", f"{r.flops_total:.3g}",
+                      num(r.published_flops, ".3g"), f"{r.hardware} {r.dtype}", num(r.published_device_hours, ",.0f"),
+                      implied, f"{r.steady_utilization:.1%}", f"{r.projected_device_hours:,.0f} ({lo:,.0f}–{hi:,.0f})",
+                      num(r.ratio, ".2f"))
+    console.print(table)
+    for r in rows:
+        console.print(f"[bold]{r.name}[/bold]: {r.explanation}. Steady MFU from {r.steady_source}. FLOPs: "
+                      f"{r.flops_per_token_source}. Hours: {r.hours_source}." +
+                      (f" Published figure is itself an estimate or rounded: {r.estimate_note}." if r.published_is_estimate
+                       else "") + (f" {r.context}." if r.context else ""), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

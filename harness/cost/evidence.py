@@ -42,6 +42,7 @@ CONVENTIONS = ("exact", "torchtitan", "llm-foundry", "stated", "none stated")
 FAMILIES = ("gpt2", "mpt", "llama", "bert")
 SEQ_WEIGHT = 0.25  # nearest row: |ln params| + SEQ_WEIGHT·|ln seq| (size matters more than length)
 SPREAD_FACTOR = 2.0  # the error of a published utilization: spread of rows within this size factor
+MIN_NEIGHBOURS = 3   # ... or of the nearest three, when fewer are that close in size
 
 
 @dataclass(frozen=True)
@@ -249,22 +250,27 @@ class PublishedUtilization:
     value: float
     error: float
     distance: float   # |ln params| + SEQ_WEIGHT·|ln seq| from the model estimated
-    neighbours: tuple[str, ...]
+    neighbours: tuple[str, ...]  # the rows whose spread is the error
+    ties: tuple[str, ...] = ()   # rows as near as `row` (same model and length): the value is their mean
 
     @property
     def source(self) -> str:
         r = self.row
         where = (f"{r.params / 1e9:.3g}B params, seq {r.seq_len or '?'}, {r.devices or '?'} device(s), "
                  f"{r.parallelism}")
-        return (f"published: {r.source} ({r.id}: {where}; {r.url}, {r.date}); MFU {self.value:.3f} in this "
-                f"project's convention ({r.conversion_text()}), ±{self.error:.3f} = half the spread of "
-                f"{len(self.neighbours)} published row(s) within {SPREAD_FACTOR:g}x its size on {r.gpu} {r.dtype}")
+        ids = ", ".join(self.ties) if len(self.ties) > 1 else r.id
+        mean = f"mean of {len(self.ties)} equally near rows, " if len(self.ties) > 1 else ""
+        return (f"published: {r.source} ({ids}: {where}; {r.url}, {r.date}); MFU {self.value:.3f} ({mean}in this "
+                f"project's convention: {r.conversion_text()}), ±{self.error:.3f} = half the spread of "
+                f"{len(self.neighbours)} published row(s) near its size on {r.gpu} {r.dtype}")
 
 
 def nearest_published(gpu: str, dtype: str, params: float, seq_len: int | None,
                       rows: Sequence[PublishedRow] | None = None) -> PublishedUtilization | None:
     """The published row nearest to a model of `params` at `seq_len` on datasheet GPU `gpu` in
-    `dtype` (same GPU row and precision; nearest by size, then length), or None."""
+    `dtype` (same GPU row and precision; nearest by size, then length), or None. Rows equally near
+    (one model and length, several setups) are averaged; the error is half the spread of the rows
+    within SPREAD_FACTOR of its size (at least the MIN_NEIGHBOURS nearest)."""
     rows = load_published() if rows is None else rows
     usable = [r for r in rows if r.gpu == gpu and r.dtype == dtype and r.mfu() is not None]
     if not usable:
@@ -276,9 +282,14 @@ def nearest_published(gpu: str, dtype: str, params: float, seq_len: int | None,
             d += SEQ_WEIGHT * abs(math.log(r.seq_len / seq_len))
         return d
 
-    best = min(usable, key=lambda r: (distance(r), r.id))
-    near = [r for r in usable if abs(math.log(r.params / best.params)) <= math.log(SPREAD_FACTOR)]
+    nearest = min(distance(r) for r in usable)
+    best = sorted((r for r in usable if distance(r) <= nearest + 1e-9), key=lambda r: r.id)
+    near = [r for r in usable if abs(math.log(r.params / best[0].params)) <= math.log(SPREAD_FACTOR)]
+    if len(near) < MIN_NEIGHBOURS:  # too few of a similar size: the nearest few, whatever their size
+        near = sorted(usable, key=lambda r: (distance(r), r.id))[:MIN_NEIGHBOURS]
     values = [v for r in near for v in r.mfu_range()]
-    low, high = best.mfu_range()
-    error = max((max(values) - min(values)) / 2, (high - low) / 2)
-    return PublishedUtilization(best, (low + high) / 2, error, distance(best), tuple(r.id for r in near))
+    mids = [sum(r.mfu_range()) / 2 for r in best]
+    ties = max(v for r in best for v in r.mfu_range()) - min(v for r in best for v in r.mfu_range())
+    error = max((max(values) - min(values)) / 2, ties / 2)
+    return PublishedUtilization(best[0], sum(mids) / len(mids), error, nearest, tuple(r.id for r in near),
+                                tuple(r.id for r in best))
