@@ -349,7 +349,8 @@ def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[R
         p = fit.predict_sourced(record.model.hidden, record.tokens_per_device_step, record.seq_len)
         error = "error unknown (fewer than 3 runs)" if p.error is None else f"±{p.error:.3f}"
         where = p.note or "inside the measured sizes"
-        return Sourced(p.value, f"calibrated: fit of {fit.n} runs on {gpu} {dtype} on {', '.join(fit.features_used) or 'no feature'}, "
+        mixed = f" ({len(fit.published)} of them published)" if getattr(fit, "published", None) else ""
+        return Sourced(p.value, f"calibrated: fit of {fit.n} runs{mixed} on {gpu} {dtype} on {', '.join(fit.features_used) or 'no feature'}, "
                        f"{error} ({where}; harness calibrate)", p.error), fit
     if measured:
         ids = ", ".join(r.run_id for r in measured[:5])
