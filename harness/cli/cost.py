@@ -317,8 +317,8 @@ def _bill_lines(console, e) -> None:
     for col in ("", "device-hours", "wall hours", "on-demand cost", "kWh x PUE", "CO2e kg"):
         table.add_column(col, justify="left" if not col else "right")
 
-    def num(v, digits=1):
-        return "unknown" if v is None else f"{v:,.{digits}f}"
+    def num(v):
+        return "unknown" if v is None else (f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4g}")
 
     for label, key in (("steady state", "steady_state"), (f"at goodput {g['value']:g}", "at_goodput")):
         b = e.bill[key]
