@@ -269,16 +269,19 @@ def _estimate_table(e) -> None:
     if e.projections:
         table = Table(title=f"projected to the GPUs on offer ({e.dtype} unless --dtype; datasheet peak x utilization): "
                             f"one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
-        for col in ("gpu", "utilization", "utilization from", "device-hours", "one run (on demand)", "fully loaded",
+        for col in ("gpu", "utilization", "utilization from", "device-hours", "range (goodput, error)",
+                    "one run (on demand)", "fully loaded",
                     "spot, one run", "offers", "forms", "as of"):
             table.add_column(col, justify="left" if col in ("gpu", "utilization from", "forms", "as of") else "right")
         for p in e.projections:
             if "skipped" in p:
-                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "", "", "")
+                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "", "", "", "")
                 continue
             fl, spot = p["fully_loaded"], p.get("spot") or {}
             table.add_row(p["gpu"], f"{p['utilization']:.1%}", p["utilization_source"].split(" (")[0],
                           f"{p['device_hours']:,.1f}",
+                          "" if not (p.get("ranges") or {}).get("device_hours") else
+                          f"{p['ranges']['device_hours']['low']:,.1f}–{p['ranges']['device_hours']['high']:,.1f}",
                           f"{_usd(p['cost_usd_min'])} – {_usd(p['cost_usd_max'])}",
                           f"{_usd(fl['cost_usd_min'])} – {_usd(fl['cost_usd_max'])}",
                           f"{_usd(spot.get('cost_usd_min'))} – {_usd(spot.get('cost_usd_max'))}" if spot.get("offers")
