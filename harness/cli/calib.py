@@ -58,6 +58,7 @@ def _quiet_measure(spec):
 
 def calibrate(
     device: Optional[str] = typer.Option(None, "--device", help="Only devices whose name contains this."),
+    with_published: bool = typer.Option(False, "--with-published", help="Fit the published measurements (harness/data/published) beside the local runs, each marked."),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where the records are; the table goes here."),
     as_json: bool = typer.Option(False, "--json", help="Print the fits as JSON."),
 ) -> None:
@@ -70,30 +71,35 @@ def calibrate(
     from harness.results.store import load_records
 
     root = _results_dir(results_dir)
-    fits = fit(load_records(root), device=device)
+    fits = fit(load_records(root), device=device, published=with_published)
     if not fits:
         raise ConfigError("--device" if device else "results", f"no device and dtype with at least {MIN_RUNS} "
-                          f"stored runs in {root}; run a sweep first")
+                          f"stored runs in {root}" + ("" if with_published else "; run a sweep first, or add "
+                                                      "--with-published"))
     path = write_calibration(fits, root)
     if as_json:
         sys.stdout.write(json.dumps({"path": str(path), "fits": [f.to_dict() for f in fits]}, indent=2) + "\n")
         return
     table = Table(title="MFU = a + b ln(hidden) + c ln(tokens/step) + d ln(seq); b, c >= 0; "
                         "— : not fitted (the runs do not determine it)")
-    for col in ("device", "dtype", "basis", "runs", "a", "b", "c", "d", "RMSE", "LOO RMSE", "hidden", "tokens/step",
+    for col in ("device", "dtype", "basis", "runs", "of them published", "a", "b", "c", "d", "RMSE", "LOO RMSE", "hidden", "tokens/step",
                 "seq"):
         table.add_column(col, justify="left" if col in ("device", "dtype", "basis") else "right")
     for f in fits:
         c = f.coef
         terms = [f"{c[k]:.4f}" if k in f.features_used else "—" for k in FEATURES]
         r = f.ranges
-        table.add_row(f.gpu or f.device, f.dtype, f.mfu_basis, str(f.n), f"{c['intercept']:.4f}", *terms,
+        table.add_row(f.gpu or f.device, f.dtype, f.mfu_basis, str(f.n), str(len(f.published)), f"{c['intercept']:.4f}", *terms,
                       f"{f.rmse:.4f}", "unknown (< 3 runs)" if f.loo_rmse is None else f"{f.loo_rmse:.4f}",
                       f"{r['hidden'][0]}–{r['hidden'][1]}",
                       f"{r['tokens_per_step'][0]:g}–{r['tokens_per_step'][1]:g}", f"{r['seq_len'][0]}–{r['seq_len'][1]}")
     console = Console(width=max(150, Console().width))
     console.print(table)
     for f in fits:
+        if f.published:
+            console.print(f"{f.gpu or f.device} {f.dtype}: {len(f.published)} published point(s), MFU in this "
+                          f"project's FLOP convention: {', '.join(p.removeprefix('published:') for p in f.published)}",
+                          soft_wrap=True)
         for name, why in f.features_dropped.items():
             console.print(f"{f.gpu or f.device} {f.dtype}: {name} not fitted: {why}")
     console.print(f"calibration table written to {path}; `harness estimate` uses it for sizes not measured")

@@ -59,6 +59,7 @@ FLAG_OF_FIELD = {
     "launch.rdzv_endpoint": "--rdzv-endpoint", "estimate.micro_batch": "--micro-batch",
     "estimate.on_prem_usd_per_gpu": "--on-prem-usd-per-gpu", "estimate.amortize_years": "--amortize-years",
     "estimate.host_usd_per_gpu": "--host-usd-per-gpu", "estimate.duty_cycle": "--duty-cycle",
+    "estimate.goodput": "--goodput",
 }
 
 

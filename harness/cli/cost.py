@@ -1,4 +1,4 @@
-"""The cost commands of the `harness` CLI: `estimate`, `prices update|show`, `reproduce ai21`."""
+"""The cost commands of the `harness` CLI: `estimate`, `prices update|show`, `reproduce ai21|strubell|runs`."""
 
 from __future__ import annotations
 
@@ -127,6 +127,8 @@ def estimate(
     carbon_intensity: Optional[float] = typer.Option(None, "--carbon-intensity", help="kg CO2e per kWh (overrides --carbon-region)."),
     usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price for the energy cost."),
     micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Sequences per device per step (default: each phase's batch / --devices)."),
+    goodput: Optional[float] = typer.Option(None, "--goodput", help="Share of the bill that is steady-state training (default 1.0: steady state only; labs: 0.67-0.91)."),
+    no_published: bool = typer.Option(False, "--no-published", help="Skip the published-measurement rung of the utilization ladder."),
     on_prem_usd_per_gpu: Optional[float] = ON_PREM_USD_PER_GPU,
     amortize_years: Optional[float] = AMORTIZE_YEARS,
     host_usd_per_gpu: Optional[float] = HOST_USD_PER_GPU,
@@ -172,6 +174,7 @@ def estimate(
         devices=devices, gpu=gpu, dtype=dtype, utilization=utilization, scaling_efficiency=scaling_efficiency,
         fully_loaded_multiplier=fully_loaded, pue=pue, carbon_region=carbon_region,
         carbon_intensity_kg_per_kwh=carbon_intensity, usd_per_kwh=usd_per_kwh, micro_batch=micro_batch,
+        goodput=goodput, use_published=not no_published,
         **on_prem_options(on_prem_usd_per_gpu=on_prem_usd_per_gpu, amortize_years=amortize_years,
                           host_usd_per_gpu=host_usd_per_gpu, duty_cycle=duty_cycle))
     calibration = read_calibration(root)
@@ -266,16 +269,19 @@ def _estimate_table(e) -> None:
     if e.projections:
         table = Table(title=f"projected to the GPUs on offer ({e.dtype} unless --dtype; datasheet peak x utilization): "
                             f"one run, and fully loaded x{e.fully_loaded['multiplier']:g}")
-        for col in ("gpu", "utilization", "utilization from", "device-hours", "one run (on demand)", "fully loaded",
+        for col in ("gpu", "utilization", "utilization from", "device-hours", "range (goodput, error)",
+                    "one run (on demand)", "fully loaded",
                     "spot, one run", "offers", "forms", "as of"):
             table.add_column(col, justify="left" if col in ("gpu", "utilization from", "forms", "as of") else "right")
         for p in e.projections:
             if "skipped" in p:
-                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "", "", "")
+                table.add_row(p["gpu"], "", p["skipped"], "", "", "", "", "", "", "", "")
                 continue
             fl, spot = p["fully_loaded"], p.get("spot") or {}
             table.add_row(p["gpu"], f"{p['utilization']:.1%}", p["utilization_source"].split(" (")[0],
                           f"{p['device_hours']:,.1f}",
+                          "" if not (p.get("ranges") or {}).get("device_hours") else
+                          f"{p['ranges']['device_hours']['low']:,.1f}–{p['ranges']['device_hours']['high']:,.1f}",
                           f"{_usd(p['cost_usd_min'])} – {_usd(p['cost_usd_max'])}",
                           f"{_usd(fl['cost_usd_min'])} – {_usd(fl['cost_usd_max'])}",
                           f"{_usd(spot.get('cost_usd_min'))} – {_usd(spot.get('cost_usd_max'))}" if spot.get("offers")
@@ -292,9 +298,51 @@ def _estimate_table(e) -> None:
                       f"CO2e {g['co2e_kg']:,.1f} kg = {g['co2e_lbs']:,.1f} lbs[/bold] at {g['kg_co2e_per_kwh']} kg/kWh "
                       f"({g['carbon_region']}: {g['carbon_source']}){cost}", soft_wrap=True)
         console.print(f"energy method: {g['method']}", soft_wrap=True)
+    _bill_lines(console, e)
     for note in e.notes:
         console.print(f"note: {note}", soft_wrap=True)
     _warn(console, e.price_warnings)
+
+
+def _span(r, fmt) -> str:
+    return "unknown" if r is None else f"{fmt(r['value'])} ({fmt(r['low'])} – {fmt(r['high'])})"
+
+
+def _bill_lines(console, e) -> None:
+    """Steady state beside the bill at the goodput, the labs' range, and every figure's low–high."""
+    from rich.table import Table
+
+    if not e.bill:
+        return
+    g = e.goodput
+    table = Table(title=f"the bill: steady state and at goodput {g['value']:g} ({g['source']}); labs have seen "
+                        f"{g['lab_range'][0]:.2f}–{g['lab_range'][1]:.2f}")
+    for col in ("", "device-hours", "wall hours", "on-demand cost", "kWh x PUE", "CO2e kg"):
+        table.add_column(col, justify="left" if not col else "right")
+
+    def num(v):
+        return "unknown" if v is None else (f"{v:,.1f}" if abs(v) >= 100 else f"{v:.4g}")
+
+    for label, key in (("steady state", "steady_state"), (f"at goodput {g['value']:g}", "at_goodput")):
+        b = e.bill[key]
+        table.add_row(label, num(b["device_hours"]), num(b["wall_hours"]),
+                      f"{_usd(b['cost_usd_min'])} – {_usd(b['cost_usd_max'])}", num(b["kwh_pue"]), num(b["co2e_kg"]))
+    lab = e.bill["at_lab_goodput"]
+    table.add_row(f"labs' goodput {g['lab_range'][0]:.2f}–{g['lab_range'][1]:.2f}",
+                  f"{num(lab['device_hours'])} – {num(lab['device_hours_max'])}",
+                  f"{num(lab['wall_hours'])} – {num(lab['wall_hours_max'])}",
+                  f"{_usd(lab['cost_usd_min'])} – {_usd(lab['cost_usd_max'])}",
+                  f"{num(lab['kwh_pue'])} – {num(lab['kwh_pue_max'])}", f"{num(lab['co2e_kg'])} – {num(lab['co2e_kg_max'])}")
+    console.print(table)
+    r = e.ranges
+    console.print(f"[bold]ranges at goodput {r['at_goodput']:g}[/bold]: device-hours {_span(r['device_hours'], num)}; "
+                  f"wall hours {_span(r['wall_hours'], num)}; on-demand cost {_span(r['cost_usd'], _usd)}; "
+                  f"kWh x PUE {_span(r['kwh_pue'], num)}; CO2e kg {_span(r['co2e_kg'], num)}", soft_wrap=True)
+    console.print("ranges from: " + ("; ".join(r["from"]) or "no input with a known spread"), soft_wrap=True)
+    for a in g["anchors"]:
+        console.print(f"goodput anchor {a['run']}: {a['goodput_low']:.2f}" +
+                      ("" if a["goodput_low"] == a["goodput_high"] else f"–{a['goodput_high']:.2f}") + f" ({a['how']})",
+                      soft_wrap=True)
 
 
 @reproduce_app.command("ai21")
@@ -377,6 +425,45 @@ def reproduce_strubell(as_json: bool = typer.Option(False, "--json", help="Print
     console.print("Differences are the paper's rounding to whole kWh and lbs (its '79 h' for BERT_base is itself "
                   "rounded). Cloud cost = hours x accelerators x the implied price per accelerator-hour "
                   "(preemptible to on-demand); TPU rows have no published power.", soft_wrap=True)
+
+
+@reproduce_app.command("runs")
+def reproduce_runs(as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON.")) -> None:
+    """Public training bills (Llama 3.1, GPT-3, PaLM, nanoGPT, BERT-base) beside this project's projection."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.cost.reproduce import reproduce_runs as rebuild
+
+    rows = rebuild()
+    if as_json:
+        _print_json({"rows": [r.to_dict() for r in rows],
+                     "method": "counted FLOPs per token x published tokens; projection = FLOPs / (peak x the best "
+                               "published steady-state MFU); ratio = published device-hours / projected"})
+        return
+    console = Console(width=max(200, Console().width))
+    table = Table(title="public training runs: the published bill beside this project's steady-state projection")
+    for col in ("run", "FLOPs/token", "tokens", "FLOPs", "published FLOPs", "hardware", "published device-h",
+                "implied MFU (ours / 6ND)", "steady MFU", "projected device-h", "published / projected"):
+        table.add_column(col, justify="left" if col in ("run", "hardware") else "right")
+
+    def num(v, fmt):
+        return "—" if v is None else format(v, fmt)
+
+    for r in rows:
+        lo, hi = r.projected_device_hours_range
+        implied = ("—" if r.implied_utilization is None else
+                   f"{r.implied_utilization:.1%} / {r.implied_utilization_6nd:.1%}")
+        table.add_row(r.name, f"{r.flops_per_token:.4g}", f"{r.tokens:.3g}", f"{r.flops_total:.3g}",
+                      num(r.published_flops, ".3g"), f"{r.hardware} {r.dtype}", num(r.published_device_hours, ",.0f"),
+                      implied, f"{r.steady_utilization:.1%}", f"{r.projected_device_hours:,.0f} ({lo:,.0f}–{hi:,.0f})",
+                      num(r.ratio, ".2f"))
+    console.print(table)
+    for r in rows:
+        console.print(f"[bold]{r.name}[/bold]: {r.explanation}. Steady MFU from {r.steady_source}. FLOPs: "
+                      f"{r.flops_per_token_source}. Hours: {r.hours_source}." +
+                      (f" Published figure is itself an estimate or rounded: {r.estimate_note}." if r.published_is_estimate
+                       else "") + (f" {r.context}." if r.context else ""), soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -182,11 +182,13 @@ def report(
     host_usd_per_gpu: Optional[float] = HOST_USD_PER_GPU,
     duty_cycle: Optional[float] = DUTY_CYCLE,
     usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price, for the on-premises bill's energy."),
+    goodput: Optional[float] = typer.Option(None, "--goodput", help="Share of the bill that is steady-state training (default 1.0: steady state only)."),
     results_dir: Optional[Path] = _RESULTS_DIR,
 ) -> None:
     """Write report.md and a self-contained report.html with plots of the chosen runs."""
     on_prem = on_prem_options(on_prem_usd_per_gpu=on_prem_usd_per_gpu, amortize_years=amortize_years,
-                              host_usd_per_gpu=host_usd_per_gpu, duty_cycle=duty_cycle, usd_per_kwh=usd_per_kwh)
+                              host_usd_per_gpu=host_usd_per_gpu, duty_cycle=duty_cycle, usd_per_kwh=usd_per_kwh,
+                              goodput=goodput)
     written = write_report(list(run_ids or []), all_runs=all_runs, out=out, results_dir=_results_dir(results_dir),
                            corpus=corpus, plan=plan, gpu=gpu, dtype=dtype, on_prem=on_prem)
     print(f"report written to {written.html} (and {written.markdown.name}, {len(written.figures)} figures)")

@@ -18,13 +18,17 @@ error with the distance.
 
 MFU is against the datasheet peak where the device has one (GPUs), else against the measured
 matmul peak (CPUs); `mfu_basis` says which.
+
+`calibrate(..., published=True)` (`harness calibrate --with-published`) adds the published
+measurements of harness.cost.evidence on each datasheet GPU as points beside the local runs,
+their MFU re-expressed in this project's FLOP convention, each marked "published:<id>".
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -69,6 +73,7 @@ class CalibrationFit:
     loo_rmse: float | None       # leave-one-out at features_used, MFU; None with fewer than 3 runs
     ranges: dict[str, list[float]]  # hidden, tokens_per_step, seq_len seen: outside them is extrapolation
     runs: list[str]
+    published: list[str] = field(default_factory=list)  # the points from the evidence table ("published:<id>")
 
     @property
     def error(self) -> float | None:
@@ -245,34 +250,78 @@ def fit_group(x: np.ndarray, y: np.ndarray) -> tuple[dict[str, float], list[str]
         leave_one_out_rmse(x, y, used)
 
 
-def calibrate(records: Sequence[RunRecord], *, device: str | None = None) -> list[CalibrationFit]:
-    """Fit every (device, dtype) group of `records` with at least MIN_RUNS runs; `device`
-    keeps only devices whose name or datasheet row contains it (case-insensitive)."""
+@dataclass(frozen=True)
+class _Point:
+    """One calibration point: a stored run, or a published measurement (harness.cost.evidence)."""
+
+    id: str
+    hidden: int
+    tokens_per_step: float
+    seq_len: int
+    mfu: float
+    published: bool
+
+
+def published_points(rows: Sequence | None = None) -> dict[tuple[str, str], list[_Point]]:
+    """Published rows usable as calibration points, by (datasheet GPU, dtype): those with a length,
+    a per-device batch and an MFU in this project's convention (against the datasheet peak)."""
+    from harness.cost.evidence import load_published
+
+    out: dict[tuple[str, str], list[_Point]] = {}
+    for r in load_published() if rows is None else rows:
+        mfu = r.mfu()
+        if mfu is None or r.tokens_per_device_step is None or r.seq_len is None:
+            continue
+        out.setdefault((r.gpu, r.dtype), []).append(
+            _Point(f"published:{r.id}", r.d_model, r.tokens_per_device_step, r.seq_len, mfu, True))
+    return out
+
+
+def calibrate(records: Sequence[RunRecord], *, device: str | None = None,
+              published: bool | Sequence = False) -> list[CalibrationFit]:
+    """Fit every (device, dtype) group of `records` with at least MIN_RUNS points; `device`
+    keeps only devices whose name or datasheet row contains it (case-insensitive). `published`
+    (True: the packaged evidence table; or a sequence of its rows) adds the published
+    measurements on each datasheet GPU as points beside the local runs, each marked
+    ("published:<id>" in `runs`, listed in `published`); MFU in this project's convention."""
     from harness.hardware import datasheet_row
 
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    groups: dict[tuple[str, str, str], list[_Point]] = {}
+    gpus: dict[str, str | None] = {}
     for r in records:
         if r.depth_extrapolation:  # predicted runs do not calibrate
             continue
-        groups.setdefault((r.device.name or r.device.type, r.dtype, _mfu(r)[1]), []).append(r)
+        name = r.device.name or r.device.type
+        row = datasheet_row(name) if r.device.type == "cuda" else None
+        gpus[name] = row.gpu if row else None
+        mfu, basis = _mfu(r)
+        groups.setdefault((name, r.dtype, basis), []).append(
+            _Point(r.run_id, r.model.hidden, r.tokens_per_device_step, r.seq_len, mfu, False))
+    if published is not False:
+        extra = published_points(None if published is True else published)
+        for (gpu, dtype), points in extra.items():
+            local = [k for k in groups if gpus.get(k[0]) == gpu and k[1] == dtype and k[2] == "datasheet"]
+            key = local[0] if local else (gpu, dtype, "datasheet")
+            gpus.setdefault(key[0], gpu)
+            groups.setdefault(key, []).extend(points)
     fits = []
-    for (name, dtype, basis), rows in sorted(groups.items()):
-        row = datasheet_row(name) if rows[0].device.type == "cuda" else None
-        if device is not None and device.lower() not in f"{name} {row.gpu if row else ''}".lower():
+    for (name, dtype, basis), points in sorted(groups.items()):
+        gpu = gpus.get(name)
+        if device is not None and device.lower() not in f"{name} {gpu or ''}".lower():
             continue
-        if len(rows) < MIN_RUNS:
+        if len(points) < MIN_RUNS:
             continue
-        x = np.array([list(_features(r.model.hidden, r.tokens_per_device_step, r.seq_len).values()) for r in rows])
-        y = np.array([_mfu(r)[0] for r in rows])
+        x = np.array([list(_features(p.hidden, p.tokens_per_step, p.seq_len).values()) for p in points])
+        y = np.array([p.mfu for p in points])
         coef, used, dropped, relations, rmse, loo = fit_group(x, y)
-        tokens = [r.tokens_per_device_step for r in rows]
-        ranges = {"hidden": [min(r.model.hidden for r in rows), max(r.model.hidden for r in rows)],
+        tokens = [p.tokens_per_step for p in points]
+        ranges = {"hidden": [min(p.hidden for p in points), max(p.hidden for p in points)],
                   "tokens_per_step": [min(tokens), max(tokens)],
-                  "seq_len": [min(r.seq_len for r in rows), max(r.seq_len for r in rows)]}
-        fits.append(CalibrationFit(device=name, gpu=row.gpu if row else None, dtype=dtype, mfu_basis=basis,
-                                   n=len(rows), coef=coef, features_used=used, features_dropped=dropped,
+                  "seq_len": [min(p.seq_len for p in points), max(p.seq_len for p in points)]}
+        fits.append(CalibrationFit(device=name, gpu=gpu, dtype=dtype, mfu_basis=basis,
+                                   n=len(points), coef=coef, features_used=used, features_dropped=dropped,
                                    relations=relations, rmse=rmse, loo_rmse=loo, ranges=ranges,
-                                   runs=[r.run_id for r in rows]))
+                                   runs=[p.id for p in points], published=[p.id for p in points if p.published]))
     return fits
 
 

@@ -12,7 +12,8 @@ and where it came from.
   length when one exists (same model, device, dtype), otherwise at the measured run's achieved
   FLOP/s (stated as scaled). On hardware that was not measured (`gpu`): datasheet peak ×
   a utilization taken, in order, from stored runs on that hardware model, from the calibration,
-  from the user, or from a labelled default.
+  from the nearest published measurement (harness.cost.evidence, `published: <source>`), from
+  the user, or from a labelled default.
 * N devices: device-hours = one-device time / scaling efficiency; wall time = device-hours / N.
   The efficiency is measured (stored multi-device runs), the user's, or 1.0 labelled as an
   assumption.
@@ -88,6 +89,8 @@ class EstimateOptions(BaseModel):
     host_usd_per_gpu: float = Field(0.0, ge=0.0)  # its share of the server, network and storage
     amortize_years: float = Field(DEFAULT_AMORTIZE_YEARS, gt=0.0)
     duty_cycle: float = Field(1.0, gt=0.0, le=1.0)  # share of the hours the hardware does paid work
+    use_published: bool = True    # the published-measurement rung of the utilization ladder (--no-published)
+    goodput: float | None = Field(None, gt=0.0, le=1.0)  # steady-state share of the bill; None: 1.0, steady state only
 
     @classmethod
     def build(cls, **values: Any) -> "EstimateOptions":
@@ -204,6 +207,11 @@ class Estimate:
     spot: KindCost = field(default_factory=lambda: KindCost("spot", [], None, None, {}))
     gpu_only: list[OfferCost] = field(default_factory=list)
     run_tokens_per_device_step: float | None = None  # the measured run's own batch, beside each phase's
+    # harness.cost.ranges: the goodput used (default 1.0, steady state only) with the labs' anchors; the
+    # bill at steady state, at that goodput and over the labs' range; a low-high on every figure
+    goodput: dict[str, Any] | None = None
+    bill: dict[str, Any] | None = None
+    ranges: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -324,7 +332,7 @@ def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[R
     """Utilization on hardware `gpu`, and the calibration fit it came from (None otherwise):
     stored runs of this model on it, else the calibration fit for it at this model's size (at the
     run's own tokens per device step here; each phase evaluates it at the plan's), else stored
-    runs of other models on it (median), else the user's, else the default."""
+    runs of other models on it (median), else the nearest published measurement, else the user's, else the default."""
     from harness.cost.calibrate import find_fit
 
     measured = [r for r in records if _device_gpu(r) == gpu and r.dtype == dtype
@@ -341,15 +349,39 @@ def _utilization_on(gpu: str, dtype: str, record: RunRecord, records: Sequence[R
         p = fit.predict_sourced(record.model.hidden, record.tokens_per_device_step, record.seq_len)
         error = "error unknown (fewer than 3 runs)" if p.error is None else f"±{p.error:.3f}"
         where = p.note or "inside the measured sizes"
-        return Sourced(p.value, f"calibrated: fit of {fit.n} runs on {gpu} {dtype} on {', '.join(fit.features_used) or 'no feature'}, "
+        mixed = f" ({len(fit.published)} of them published)" if getattr(fit, "published", None) else ""
+        return Sourced(p.value, f"calibrated: fit of {fit.n} runs{mixed} on {gpu} {dtype} on {', '.join(fit.features_used) or 'no feature'}, "
                        f"{error} ({where}; harness calibrate)", p.error), fit
     if measured:
         ids = ", ".join(r.run_id for r in measured[:5])
         return Sourced(statistics.median(r.mfu_datasheet for r in measured),
                        f"measured: median MFU of {len(measured)} stored run(s) on {gpu} {dtype} ({ids})"), None
+    published = _published(gpu, dtype, record, options, notes)
+    if published is not None:
+        return published, None
     if options.utilization is not None:
         return Sourced(options.utilization, "user-given (--utilization)"), None
     return Sourced(DEFAULT_UTILIZATION, DEFAULT_UTILIZATION_SOURCE), None
+
+
+def _published(gpu: str, dtype: str, record: RunRecord, options: EstimateOptions,
+               notes: list[str]) -> Sourced | None:
+    """The published measurement nearest this model on `gpu` in `dtype` (harness.cost.evidence),
+    re-expressed in this project's FLOP convention; None when none is published or it is turned off."""
+    if not options.use_published:
+        return None
+    from harness.cost.evidence import nearest_published
+
+    near = nearest_published(gpu, dtype, record.params, record.seq_len)
+    if near is None:
+        return None
+    if options.utilization is not None:
+        notes.append(f"--utilization {options.utilization} not used: a published measurement on {gpu} {dtype} "
+                     "takes precedence (--no-published to use yours)")
+    if near.distance > 1.0:
+        notes.append(f"the nearest published row ({near.row.id}) is {near.distance:.2f} in ln(size) + "
+                     f"{0.25:g} ln(seq) from this model ({record.params / 1e6:,.0f}M params, seq {record.seq_len})")
+    return Sourced(near.value, near.source, near.error)
 
 
 # ---- the pieces of an estimate ---------------------------------------------------------------
@@ -683,6 +715,11 @@ def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: Esti
                                         multiplier, notes)
     spot, _ = _cost_range("spot", [c for c in priced if c.spot], hardware.utilization, multiplier, notes)
     low, high = on_demand.cost_usd_min, on_demand.cost_usd_max
+    from harness.cost.ranges import bill as _bill, goodput_of
+
+    util = hardware.utilization
+    the_bill, ranges = _bill(device_hours, options.devices, energy, [c.usd_per_gpu_hour for c in on_demand.offers],
+                             util.value, util.error, efficiency.source, options.goodput)
     return Estimate(
         run_id=record.run_id, model=record.model.model_dump(), params=record.params, dtype=dtype,
         corpus=None if corpus is None else {"name": corpus.name, "tokens": corpus.size_tokens,
@@ -697,7 +734,8 @@ def estimate(record: RunRecord, plan: Plan, corpus: Corpus | None, options: Esti
         cost_usd_min=low, cost_usd_max=high, fully_loaded=on_demand.fully_loaded,
         on_demand=on_demand, spot=spot, gpu_only=gpu_only,
         price_warnings=list(price_warnings), notes=notes, energy=energy, utilization_range=util_range,
-        on_prem=on_prem_bill(options, device_hours, energy), run_tokens_per_device_step=record.tokens_per_device_step)
+        on_prem=on_prem_bill(options, device_hours, energy), run_tokens_per_device_step=record.tokens_per_device_step,
+        goodput=goodput_of(options.goodput), bill=the_bill, ranges=ranges)
 
 
 def project_offers(record: RunRecord, plan: Plan, corpus: Corpus | None, options: EstimateOptions | None = None,
@@ -740,7 +778,8 @@ def _projection_summary(e: Estimate, priced_against: str) -> dict[str, Any]:
             "spot": {"offers": len(e.spot.offers), "cost_usd_min": e.spot.cost_usd_min,
                      "cost_usd_max": e.spot.cost_usd_max}, "gpu_only_offers": len(e.gpu_only), "forms": forms,
             "as_of": sorted({o.as_of for o in e.offers}),
-            "energy_kwh_pue": None if e.energy is None else e.energy["kwh_pue"], "priced_against": priced_against}
+            "energy_kwh_pue": None if e.energy is None else e.energy["kwh_pue"], "priced_against": priced_against,
+            "utilization_range": e.utilization_range, "ranges": e.ranges}
 
 
 def plan_misfit(spec, plan: Plan) -> str | None:

@@ -24,7 +24,7 @@ from typing import Sequence
 from harness.errors import ConfigError, HarnessError
 from harness.report.document import Report
 from harness.report.figures import (Priced, cost_figure, cost_size_figure, energy_figure, flops_figure, peaks_figure,
-                                    scaling_figure, step_time_figure, _pct)
+                                    public_runs_figure, range_text, scaling_figure, step_time_figure, _pct)
 from harness.results.record import RunRecord
 
 DEFAULT_CORPUS = "bert-wiki-books"
@@ -43,6 +43,7 @@ class Options:
     gpu: str = DEFAULT_PROJECTION_GPU
     dtype: str = DEFAULT_PROJECTION_DTYPE
     on_prem: tuple[tuple[str, float], ...] = ()
+    public_runs: bool = True   # the figure of public training bills (harness reproduce runs)
 
 
 def _measured_on_datasheet_gpu(record: RunRecord) -> bool:
@@ -129,6 +130,8 @@ def build(records: Sequence[RunRecord], *, all_records: Sequence[RunRecord] | No
         report.figure_or(cost_figure(p), f"No cost figure: {notes}.")
         if p.estimate is not None and p.estimate.on_prem is not None:
             report.p(_on_prem_text(p.estimate.on_prem))
+        if p.estimate is not None and p.estimate.bill:
+            report.p(_bill_text(p.estimate))
 
     report.h(2, "Across runs")
     report.h(3, "MFU and throughput against model size")
@@ -138,6 +141,14 @@ def build(records: Sequence[RunRecord], *, all_records: Sequence[RunRecord] | No
     report.h(3, "Energy and CO2e")
     report.figure_or(energy_figure(priced), "No run in this report carries an energy measurement (record key "
                      "`energy`), so no energy or CO2e figure is drawn.")
+
+    report.h(3, "Public training runs beside this project's projection")
+    if options.public_runs:
+        from harness.cost.reproduce import reproduce_runs
+
+        report.figure(public_runs_figure(reproduce_runs()))
+    else:
+        report.p("Not drawn (public_runs off).")
 
     report.h(2, "Provenance")
     sources = ["Price tables (offline: cache, else the bundled snapshot): "
@@ -173,3 +184,19 @@ def _on_prem_text(o: dict) -> str:
             f"({o['capital_usd_per_device_hour']:.3f} $/device-hour) + {usd(o['energy_usd'])} energy = {total} "
             f"for the job; buying its {o['devices']} GPU(s) costs {usd(o['purchase_usd'])}. "
             f"Formula: {o['formula']}. Inputs: {inputs}.")
+
+
+def _bill_text(e) -> str:
+    """Steady state beside the bill at the goodput and over the labs' range, with the ranges."""
+    from harness.units import usd
+
+    g, b = e.goodput, e.bill
+    s, at, lab = b["steady_state"], b["at_goodput"], b["at_lab_goodput"]
+    anchors = "; ".join(f"{a['run']} {a['goodput_low']:.2f}" + ("" if a["goodput_low"] == a["goodput_high"]
+                        else f"–{a['goodput_high']:.2f}") for a in g["anchors"])
+    return (f"Goodput [{g['source']}]: steady state {s['device_hours']:,.1f} device-hours, {s['wall_hours']:,.1f} h "
+            f"wall, {usd(s['cost_usd_min'])}–{usd(s['cost_usd_max'])} on demand; at goodput {g['value']:g}: "
+            f"{at['device_hours']:,.1f} device-hours, {at['wall_hours']:,.1f} h wall, "
+            f"{usd(at['cost_usd_min'])}–{usd(at['cost_usd_max'])}; at the labs' goodput "
+            f"{g['lab_range'][0]:.2f}–{g['lab_range'][1]:.2f} ({anchors} [published]): "
+            f"{lab['device_hours']:,.1f}–{lab['device_hours_max']:,.1f} device-hours. Ranges: {range_text(e)}.")

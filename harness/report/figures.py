@@ -274,9 +274,14 @@ def cost_figure(priced: Priced) -> Figure | None:
     one = [o.cost_usd for o in offers]
     loaded = [c * multiplier for c in one]
     colors = [_COLORS[2] if o.spot else _COLORS[0] for o in offers]
-    ax.barh([y + 0.2 for y in ys], one, height=0.4, color=colors, label="one run (blue on demand, green spot)")
+    value_f, low_f, high_f = range_factors(est)
+    one = [c * value_f for c in one]
+    loaded = [c * value_f for c in loaded]
+    ax.barh([y + 0.2 for y in ys], one, height=0.4, color=colors, label="one run (blue on demand, green spot)",
+            xerr=_xerr(one, low_f, high_f), error_kw={"ecolor": "k", "capsize": 2, "lw": 0.8})
     ax.barh([y - 0.2 for y in ys], loaded, height=0.4, color=colors, alpha=0.35,
-            label=f"fully loaded (x{multiplier:g})")
+            label=f"fully loaded (x{multiplier:g})", xerr=_xerr(loaded, low_f, high_f),
+            error_kw={"ecolor": "#555555", "capsize": 2, "lw": 0.6})
     # The estimate's on-demand ranges: across on-demand offers, widened by the utilization's calibration error if any.
     if est.cost_usd_min is not None:
         ax.axvspan(est.cost_usd_min, est.cost_usd_max, color=_COLORS[0], alpha=0.08)
@@ -319,8 +324,34 @@ def cost_figure(priced: Priced) -> Figure | None:
                   "not in the shaded ranges." if est.spot.offers else "")
                + (f" {len(est.gpu_only)} GPU-only offer(s) (host VM extra) are not drawn." if est.gpu_only else "")
                + f" {pub}"
+               + f" Error bars: {range_text(est)}."
                + (f" Note: {priced.plan_note}." if priced.plan_note else ""))
     return Figure(f"cost-{_slug(record.run_id)}", title, caption, _png(fig))
+
+
+def range_factors(est) -> tuple[float, float, float]:
+    """(value, low, high) of the estimate's device-hours range (harness.cost.ranges): the value at
+    the goodput as a factor on the steady-state device-hours, low and high as factors on that
+    value. Every cost, kWh and CO2e scales with them."""
+    r = (est.ranges or {}).get("device_hours")
+    if not r or not est.device_hours or not r["value"]:
+        return 1.0, 1.0, 1.0
+    return r["value"] / est.device_hours, r["low"] / r["value"], r["high"] / r["value"]
+
+
+def range_text(est) -> str:
+    """What the error bars span, for a caption."""
+    if not est.ranges:
+        return "none (no range)"
+    value, low, high = range_factors(est)
+    g = est.goodput or {}
+    return (f"x{low:.2f}–x{high:.2f} of each bar, drawn at goodput {g.get('value', 1.0):g} (x{value:.2f} the steady state) "
+            f"({g.get('source', 'steady state only')}), from " + ("; ".join(est.ranges["from"]) or "no input spread"))
+
+
+def _xerr(values: Sequence[float], low: float, high: float) -> list[list[float]]:
+    """Matplotlib's asymmetric errors: [below, above] each value."""
+    return [[v * (1 - low) for v in values], [v * (high - 1) for v in values]]
 
 
 def _groups(records: Sequence[RunRecord]) -> dict[tuple[str, str], list[RunRecord]]:
@@ -391,6 +422,10 @@ def cost_size_figure(priced: Sequence[Priced]) -> Figure | None:
         ax.plot([n, n], [est.cost_usd_min, est.cost_usd_max], "-", color=color, lw=6, alpha=0.8,
                 label=f"{run_label(p.record)}: one run on {est.hardware} [{est.hardware_source}]")
         ax.plot([n, n], [loaded["cost_usd_min"], loaded["cost_usd_max"]], "-", color=color, lw=6, alpha=0.3)
+        cost = (est.ranges or {}).get("cost_usd")
+        if cost:  # the whole range: utilization, goodput, scaling and price (harness.cost.ranges)
+            ax.errorbar([n * 1.04], [cost["value"]], yerr=[[cost["value"] - cost["low"]], [cost["high"] - cost["value"]]],
+                        fmt="none", ecolor=color, capsize=4, lw=1)
     ai21 = [(size, one, loaded, model) for model, size, _, one, loaded in AI21_ROWS]
     ax.plot([a[0] for a in ai21], [a[1] for a in ai21], "kX", ms=8, label="AI21 2020, one run [published]")
     ax.plot([a[0] for a in ai21 if a[2]], [a[2] for a in ai21 if a[2]], "k+", ms=10, mew=2,
@@ -415,7 +450,9 @@ def cost_size_figure(priced: Sequence[Priced]) -> Figure | None:
     title = "Cost against model size: these runs extrapolated, beside AI21 and Strubell [estimated; published]"
     ax.set_title(title, fontsize=10)
     plans = sorted({p.estimate.plan["name"] for p in usable})
-    caption = (f"Dark bars: one run, from the cheapest to the dearest offer; light bars: fully loaded (x"
+    caption = (f"Dark bars: one run, from the cheapest to the dearest offer; error bars beside them: the whole range "
+               f"(utilization error, goodput, scaling efficiency and price spread; harness.cost.ranges); light bars: "
+               f"fully loaded (x"
                f"{usable[0].estimate.fully_loaded['multiplier']:g}, AI21's 2 configurations x 10 runs). "
                if usable else "No run could be priced (see the notes). ")
     caption += (f"Plans: {', '.join(plans) or 'none'}. Runs on a CPU or an unlisted GPU are projected to a datasheet "
@@ -439,14 +476,17 @@ def energy_figure(priced: Sequence[Priced]) -> Figure | None:
     per_token.tick_params(axis="y", labelsize=7)
     per_token.set_title("per token [record's energy]", fontsize=10)
     names, kwh, co2 = [], [], []
+    spans: list[tuple[float, float]] = []  # the estimates' ranges; published rows have none
     methods = []
     for p in with_energy:
         energy = p.estimate.energy if p.estimate is not None else None
         if energy:
             names.append(textwrap.fill(f"{p.record.model_label} · {p.record.run_id.rsplit('-', 1)[-1]} → "
                          f"{p.estimate.plan['name']} [estimated]", 40))
-            kwh.append(energy["kwh_pue"])
-            co2.append(energy.get("co2e_lbs"))
+            value_f, low_f, high_f = range_factors(p.estimate)
+            kwh.append(energy["kwh_pue"] * value_f)
+            co2.append(None if energy.get("co2e_lbs") is None else energy["co2e_lbs"] * value_f)
+            spans.append((low_f, high_f))
             methods.append(f"{p.record.run_id}: {energy.get('method')}; PUE {energy.get('pue')} "
                            f"({energy.get('pue_source')}); {energy.get('kg_co2e_per_kwh')} kg CO2e/kWh "
                            f"({energy.get('carbon_region')}: {energy.get('carbon_source')})")
@@ -458,8 +498,12 @@ def energy_figure(priced: Sequence[Priced]) -> Figure | None:
             kwh.append(float(row[5]))
             co2.append(float(row[6]))
     if names:
+        spans += [(1.0, 1.0)] * (len(kwh) - len(spans))
+        below = [k * (1 - lo) for k, (lo, _) in zip(kwh, spans)]
+        above = [k * (hi - 1) for k, (_, hi) in zip(kwh, spans)]
         bars = job.barh(names[::-1], kwh[::-1], color=[_COLORS[0] if "[estimated]" in n else "#8c564b"
-                                                         for n in names[::-1]])
+                                                         for n in names[::-1]],
+                        xerr=[below[::-1], above[::-1]], error_kw={"ecolor": "k", "capsize": 2, "lw": 0.8})
         for bar, lbs in zip(bars, co2[::-1]):
             if lbs is not None:
                 job.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {lbs:,.3g} lbs CO2e",
@@ -476,5 +520,36 @@ def energy_figure(priced: Sequence[Priced]) -> Figure | None:
                + ("; estimated" if any(p.record.energy.estimated for p in with_energy) else "")
                + ") over its tokens per step. Right: the job's energy from harness.cost.estimate — "
                + (" | ".join(methods) if methods else "no estimate carried energy")
-               + ". Brown: Strubell et al. 2019 Table 3 (kWh·PUE at PUE 1.58; CO2e at 0.954 lbs/kWh, EPA 2018).")
+               + ". Error bars: each estimate's kWh·PUE range (utilization error, goodput, scaling; CO2e scales "
+               "with it). Brown: Strubell et al. 2019 Table 3 (kWh·PUE at PUE 1.58; CO2e at 0.954 lbs/kWh, EPA 2018).")
     return Figure("across-energy", title, caption, _png(fig))
+
+
+def public_runs_figure(rows: Sequence) -> Figure:
+    """Public training bills (harness reproduce runs) beside this project's steady-state projection,
+    with the projection's range as error bars."""
+    fig, ax = _new_figure(10, max(3.2, 0.5 * len(rows) + 1.5))
+    ys = list(range(len(rows)))[::-1]
+    proj = [r.projected_device_hours for r in rows]
+    lo = [r.projected_device_hours - r.projected_device_hours_range[0] for r in rows]
+    hi = [r.projected_device_hours_range[1] - r.projected_device_hours for r in rows]
+    ax.errorbar(proj, ys, xerr=[lo, hi], fmt="o", color=_COLORS[0], capsize=4,
+                label="projected: counted FLOPs / (peak x published steady-state MFU) [estimated]")
+    pub = [(r.published_device_hours, y) for r, y in zip(rows, ys) if r.published_device_hours]
+    ax.plot([p[0] for p in pub], [p[1] for p in pub], "kX", ms=9, label="published device-hours [published]")
+    for r, y in zip(rows, ys):
+        if r.ratio is not None:
+            ax.annotate(f"x{r.ratio:.2f}", (max(r.published_device_hours, r.projected_device_hours), y),
+                        textcoords="offset points", xytext=(8, -3), fontsize=7)
+    ax.set_yticks(ys, [r.name for r in rows], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("device-hours (GPU or TPU chip)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    title = "Public training bills beside this project's projection [published; estimated]"
+    ax.set_title(title, fontsize=10)
+    caption = ("Each run's published device-hours (X) and this project's steady-state projection at the best "
+               "published evidence (dot; error bars: that evidence's MFU range). The annotation is published / "
+               "projected: the whole run's overhead over the steady state (1 / goodput). "
+               + " ".join(f"{r.name}: {r.explanation}." for r in rows))
+    return Figure("public-runs", title, caption, _png(fig))

@@ -192,3 +192,70 @@ def test_table_records_its_features_and_refuses_an_older_one(tmp_path):
     (tmp_path / "calibration.json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="older harness.*run `harness calibrate` again"):
         read_calibration(tmp_path)
+
+
+# --- published measurements beside local runs (harness calibrate --with-published) -------------
+
+def test_published_rows_join_the_local_group_each_marked():
+    from harness.cost.evidence import load_published
+
+    local = [rec(i, h, b, s, law(h, b * s, s)) for i, (h, b, s) in enumerate(GRID)]
+    (alone,) = calibrate(local)
+    fits = {(f.gpu, f.dtype): f for f in calibrate(local, published=True)}
+    h100 = fits[("H100 SXM", "bf16")]
+    usable = [r for r in load_published() if r.gpu == "H100 SXM" and r.dtype == "bf16"
+              and r.mfu() is not None and r.seq_len and r.micro_batch]
+    assert h100.device == "NVIDIA H100 80GB HBM3"  # joined the local group, not a new one
+    assert h100.n == 12 + len(usable) and len(h100.published) == len(usable)
+    assert sorted(h100.published) == sorted(f"published:{r.id}" for r in usable)
+    assert h100.runs[:12] == alone.runs and all(p in h100.runs for p in h100.published)
+    assert h100.ranges["hidden"][1] == max(r.d_model for r in usable)  # the published sizes widen the range
+    # GPUs with published rows and no local run get a published-only fit, named by the datasheet row
+    a100 = fits[("A100", "bf16")]
+    assert a100.device == "A100" and a100.n == len(a100.published) >= 2
+    # the MFU fitted is ours: llm-foundry's 7b 2048 row as re-expressed, not as printed
+    row = next(r for r in usable if r.id == "mpt-7b-2048-8xh100")
+    i = h100.runs.index("published:mpt-7b-2048-8xh100")
+    assert row.mfu() < row.stated_mfu and i >= 12
+    assert calibrate(local, published=False) == [alone]
+
+
+def test_calibration_outranks_published_in_the_ladder(tmp_path):
+    from harness.config import build_spec
+    from harness.cost.estimate import EstimateOptions, estimate
+    from harness.cost.plans import build_plan
+    from tests.conftest import tiny_raw
+
+    fits = calibrate([rec(i, h, b, s, law(h, b * s, s)) for i, (h, b, s) in enumerate(GRID)])
+    spec = build_spec(tiny_raw("gpt2"))
+    run = make_record({"run_id": "cpu", "spec": spec.model_dump(mode="json"), "model": spec.model.model_dump(),
+                       "dtype": "fp32", "device": {"type": "cpu", "name": "AMD EPYC"}, "seq_len": 16,
+                       "batch_size": 2, "grad_accum": 1, "tokens_per_step": 32, "params": 1,
+                       "achieved_flops_per_s": 1e9, "peak_flops_measured": 2e9, "mfu_measured": 0.5,
+                       "mfu_datasheet": None, "world_size": 1})
+    plan = build_plan({"phases": [{"tokens": 1e9}]})
+    options = EstimateOptions.build(gpu="H100 SXM", dtype="bf16")
+    calibrated = estimate(run, plan, None, options, calibration=fits, offers=[])
+    assert calibrated.utilization_source.startswith("calibrated")
+    published = estimate(run, plan, None, options, calibration=[], offers=[])
+    assert published.utilization_source.startswith("published: ")
+    mixed = calibrate([], published=True)
+    both = estimate(run, plan, None, options, calibration=mixed, offers=[])
+    assert both.utilization_source.startswith("calibrated: fit of ") and "of them published" in both.utilization_source
+
+
+def test_calibrate_cli_with_published(tmp_path):
+    import contextlib
+    import io
+    import json
+
+    from harness.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["calibrate", "--with-published", "--json", "--results-dir", str(tmp_path)]) == 0
+    fits = json.loads(buf.getvalue())["fits"]
+    assert {f["gpu"] for f in fits} >= {"A100", "H100 SXM", "V100 SXM2"}
+    assert all(f["published"] and set(f["published"]) <= set(f["runs"]) for f in fits)
+    assert (tmp_path / "calibration.json").exists()
+    assert main(["calibrate", "--results-dir", str(tmp_path / "empty")]) == 2  # no runs, no --with-published

@@ -38,12 +38,22 @@ def test_estimate_latest_bert_corpus_offline_from_the_snapshot(results):
     assert all(o["gpu"].startswith("A100") for o in e["offers"])
     assert e["cost_usd_min"] <= e["cost_usd_max"]
     assert e["fully_loaded"]["cost_usd_max"] == pytest.approx(20 * e["cost_usd_max"])
-    assert e["utilization_source"].startswith("assumed") and e["price_warnings"]
+    # a CPU run projected to an A100 stands on a published measurement, and says which
+    assert e["utilization_source"].startswith("published: ") and "https://github.com/" in e["utilization_source"]
+    assert e["price_warnings"]
+    assert e["goodput"]["value"] == 1.0 and "steady state only" in e["goodput"]["source"]
+    assert {"steady_state", "at_goodput", "at_lab_goodput"} <= set(e["bill"])
+    for name in ("device_hours", "wall_hours", "cost_usd", "kwh_pue", "co2e_kg"):
+        r = e["ranges"][name]
+        assert r["low"] <= r["value"] <= r["high"], name
     # the headline is the on-demand range; spot beside it; GPU-only offers apart
     assert (e["on_demand"]["cost_usd_min"], e["on_demand"]["cost_usd_max"]) == (e["cost_usd_min"], e["cost_usd_max"])
     assert e["on_demand"]["offers"] and not any(o["spot"] for o in e["on_demand"]["offers"])
     assert e["spot"]["offers"] and all(o["spot"] for o in e["spot"]["offers"])
-    assert e["cost_usd_min"] == pytest.approx(min(o["cost_usd"] for o in e["on_demand"]["offers"]))
+    low_util, high_util = e["utilization_range"]  # the published ± widens the headline range
+    assert e["cost_usd_min"] == pytest.approx(min(o["cost_usd"] for o in e["on_demand"]["offers"])
+                                              * e["utilization"] / high_util)
+    assert e["ranges"]["cost_usd"]["low"] == pytest.approx(e["cost_usd_min"])
     assert all(o["gpu_only"] for o in e["gpu_only"]) and not any(o["gpu_only"] for o in e["offers"])
     assert e["energy"]["kwh_pue"] == pytest.approx(1.58 * e["energy"]["kwh"]) and e["energy"]["co2e_kg"] > 0
 
@@ -59,7 +69,10 @@ def test_a_cpu_run_without_gpu_is_priced_by_projection(results):
     v100 = next(p for p in e["projections"] if p["gpu"] == "V100 SXM2")
     assert "bf16" in v100["skipped"]  # no bf16 on a V100: skipped, not guessed
     assert all(p["cost_usd_min"] <= p["cost_usd_max"] and p["as_of"] for p in priced)
-    assert all(p["utilization_source"].startswith("assumed") for p in priced)
+    by_gpu = {p["gpu"]: p for p in priced}
+    assert by_gpu["H100 SXM"]["utilization_source"].startswith("published: ")
+    assert by_gpu["L4"]["utilization_source"].startswith("assumed")  # nothing published for an L4
+    assert all(p["ranges"]["device_hours"]["high"] > p["ranges"]["device_hours"]["low"] for p in priced)
 
 
 def test_estimate_online_uses_a_fetched_table(results, server):  # noqa: F811
@@ -74,7 +87,9 @@ def test_estimate_online_uses_a_fetched_table(results, server):  # noqa: F811
     (p5,) = [o for o in e["offers"] if not o["spot"]]
     assert p5["instance"] == "p5.48xlarge" and p5["usd_per_gpu_hour"] == 55.04 / 8
     assert p5["provenance"] == "cache" and p5["source"] == url  # fetched by `prices update`, still fresh
-    assert e["cost_usd_max"] == pytest.approx(e["device_hours"] * 55.04 / 8)
+    assert p5["cost_usd"] == pytest.approx(e["device_hours"] * 55.04 / 8)
+    # the headline range carries the published utilization's ± (time scales as 1 / utilization)
+    assert e["cost_usd_max"] == pytest.approx(p5["cost_usd"] * e["utilization"] / e["utilization_range"][0])
     shown = harness("prices", "show", "--gpu", "H100", "--json", "--results-dir", str(results / "results"),
                     cwd=results)
     assert any(o["instance"] == "p5.48xlarge" and o["provenance"] == "cache"
@@ -95,6 +110,7 @@ BAD = [
     (lambda t: ["--corpus", "webtext", "--pue", "0.5"], "--pue"),
     (lambda t: ["--corpus", "webtext", "--carbon-intensity", "-2"], "--carbon-intensity"),
     (lambda t: ["--corpus", "webtext", "--carbon-region", "atlantis"], "--carbon-region"),
+    (lambda t: ["--corpus", "webtext", "--goodput", "1.5"], "--goodput"),
 ]
 
 
@@ -148,3 +164,5 @@ def test_a_fetched_skypilot_azure_table_is_used_by_show_and_estimate(results, se
                     "--offline", "--devices", "2", "--results-dir", str(root), cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "on-demand offers" in table.stdout and "spot offers" in table.stdout and "whole instances" in table.stdout
+    assert "published: " in table.stdout and "the bill: steady state and at goodput 1" in table.stdout
+    assert "ranges at goodput 1" in table.stdout and "goodput anchor PaLM 540B: 0.67" in table.stdout

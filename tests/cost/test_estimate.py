@@ -25,7 +25,9 @@ def at(record, **changes):
 
 
 def estimate(record, plan, corpus, *, records=(), offers=(), calibration=(), **options):
-    """The estimate under EstimateOptions built from `options` (the engine's one options value)."""
+    """The estimate under EstimateOptions built from `options` (the engine's one options value);
+    the published rung off unless asked for, so the hand checks below run at the figures they name."""
+    options.setdefault("use_published", False)
     return _estimate(record, plan, corpus, EstimateOptions.build(**options), records=records, offers=offers,
                      calibration=calibration)
 
@@ -83,16 +85,31 @@ def test_a_phase_at_another_length_is_counted_there_and_scaled_or_measured(recor
 
 
 def test_projection_utilization_order(record):
+    """The ladder: local measurement > calibration (tests/cost/test_calibrate.py) > published > user > default."""
+    from harness.cost.evidence import nearest_published
+
     peak = 312e12  # A100 bf16, dense
-    default = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16")
+    near = nearest_published("A100", "bf16", record.params, record.seq_len)
+    published = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", utilization=0.5, use_published=True)
+    assert published.utilization == pytest.approx(near.value) and near.row.gpu == "A100"
+    assert published.utilization_source.startswith(f"published: {near.row.source}")
+    assert published.utilization_range == pytest.approx([near.value - near.error, near.value + near.error])
+    assert any("--utilization 0.5 not used: a published measurement" in n for n in published.notes)
+    default = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", use_published=False)
     assert default.utilization == DEFAULT_UTILIZATION and default.utilization_source.startswith("assumed")
     assert default.device_hours == pytest.approx(default.flops_total / (peak * 0.3) / 3600)
-    user = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", utilization=0.5)
+    assert published.device_hours == pytest.approx(default.flops_total / (peak * near.value) / 3600)
+    user = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", utilization=0.5, use_published=False)
     assert user.utilization == 0.5 and user.utilization_source.startswith("user")
+    # no published row for an L4: the user's figure, else the default, as before
+    l4_user = estimate(record, EPOCH, CORPUS, gpu="L4", dtype="bf16", utilization=0.5, use_published=True)
+    assert l4_user.utilization == 0.5 and l4_user.utilization_source.startswith("user")
+    l4 = estimate(record, EPOCH, CORPUS, gpu="L4", dtype="bf16", use_published=True)
+    assert l4.utilization == DEFAULT_UTILIZATION and l4.utilization_source.startswith("assumed")
     on_a100 = at(record, run_id="a100run", dtype="bf16", mfu_datasheet=0.42,
                  device={"type": "cuda", "name": "NVIDIA A100-SXM4-80GB"})
     measured = estimate(record, EPOCH, CORPUS, gpu="A100", dtype="bf16", utilization=0.5,
-                        records=[record, on_a100])
+                        records=[record, on_a100], use_published=True)
     assert measured.utilization == 0.42 and "a100run" in measured.utilization_source
     assert any("--utilization 0.5 not used" in n for n in measured.notes)
 
@@ -172,7 +189,8 @@ def test_a_cpu_run_is_projected_to_every_gpu_on_offer(record):
     from harness.cost.estimate import project_offers
 
     offers = [offer("A100", 2.0, 1), offer("H100", 4.0, 1), offer("Z9", 1.0, 1)]
-    rows = project_offers(record, EPOCH, CORPUS, EstimateOptions.build(dtype="bf16"), offers=offers)
+    rows = project_offers(record, EPOCH, CORPUS, EstimateOptions.build(dtype="bf16", use_published=False),
+                          offers=offers)
     by_gpu = {r["gpu"]: r for r in rows}
     assert by_gpu["Z9"]["skipped"].startswith("no datasheet row")  # never guessed
     flops = estimate(record, EPOCH, CORPUS).flops_total

@@ -720,7 +720,7 @@ def _estimate(record, offers, **options):
     from harness.cost.plans import build_corpus, build_plan
 
     return estimate(record, build_plan({"phases": [{"epochs": 1}]}), build_corpus({"tokens": 1e9}),
-                    EstimateOptions.build(dtype="bf16", **options), offers=offers)
+                    EstimateOptions.build(dtype="bf16", use_published=False, **options), offers=offers)
 
 
 def test_the_estimate_splits_kinds_and_prices_one_form(record, fetched):

@@ -57,7 +57,8 @@ def test_the_report_has_every_section(written):
         for stem in ("step-time", "flops", "peaks", "cost"):
             assert f"figures/{stem}-{r.run_id.lower()}.png" in section, (r.run_id, stem)
     assert "| run | model | params |" in md
-    assert md.count("![") == len(built.figures) == 4 * len(records) + 3
+    assert md.count("![") == len(built.figures) == 4 * len(records) + 4
+    assert "\n### Public training runs beside this project's projection\n" in md
 
 
 def test_every_image_exists_is_a_png_and_is_embedded_in_the_html(written):
@@ -88,7 +89,7 @@ def test_cost_uses_the_recipe_or_says_why_not(written):
     by_family = {r.model.family: r for r in records}
     gpt2 = captions[f"cost-{by_family['gpt2'].run_id.lower()}"]
     assert "Plan bert-pretraining over bert-wiki-books" in gpt2 and "snapshot" in gpt2
-    assert "projected" in gpt2 and "assumed" in gpt2  # a CPU run priced on A100 at the labelled default MFU
+    assert "projected" in gpt2 and "published: " in gpt2  # a CPU run priced on A100 at the nearest published MFU
     llama = captions[f"cost-{by_family['llama'].run_id.lower()}"]
     assert "Plan one-epoch" in llama and "does not fit this model" in llama
 
@@ -208,3 +209,33 @@ def test_the_on_prem_bill_is_shown_when_given(written):
     assert "On premises [estimated; user-given prices]" in md and "$/device-hour" in md
     assert "amortize years 4.0 (default 4 years" in md
     assert "On premises" not in report.to_markdown(report.build(records[:1], cache_dir=None))
+
+
+def test_every_figure_carries_its_range_as_error_bars(written):
+    """Cost per offer, cost against size and energy: each estimate's range (harness.cost.ranges) drawn as
+    error bars and said in the caption; each run's cost section says steady state beside the goodput."""
+    built, paths, records = written
+    md = paths.markdown.read_text()
+    costs = [f for f in built.figures if f.key.startswith("cost-")]
+    assert costs and all("Error bars: x" in f.caption and "goodput 1" in f.caption for f in costs)
+    across = next(f for f in built.figures if f.key == "across-cost-size")
+    assert "error bars beside them: the whole range" in across.caption
+    assert md.count("Goodput [default 1.0: steady state only") == len(records)
+    assert "PaLM 540B 0.67; Llama 3.1 405B 0.80–0.91 [published]" in md
+
+
+def test_public_runs_figure_sets_bills_beside_projections(written):
+    built, _, _ = written
+    fig = next(f for f in built.figures if f.key == "public-runs")
+    assert fig.png.startswith(PNG_MAGIC) and "[published; estimated]" in fig.title
+    for name in ("Llama 3.1 405B", "PaLM 540B", "nanoGPT GPT-2 124M", "BERT-base (Strubell)"):
+        assert f"{name}: " in fig.caption
+
+
+def test_the_report_takes_a_goodput(written):
+    """`harness report --goodput 0.8`: the bill at that goodput beside the steady state."""
+    _, _, records = written
+    options = report.Options(on_prem=(("goodput", 0.8),), public_runs=False)
+    md = report.to_markdown(report.build(records[:1], cache_dir=None, options=options))
+    assert "Goodput [user-given (--goodput)]" in md and "at goodput 0.8:" in md
+    assert "Not drawn (public_runs off)." in md
