@@ -186,12 +186,15 @@ PUBLIC_RUNS = (
               estimate_note="tokens are \"~15 trillion\" (rounded); hours are the card's total, not broken down",
               context="no bf16 Llama 70B rate is published in the table (torchtitan's 70B row is Float8: 876 tokens/s "
                       "per GPU); the nearest bf16 H100 row is llm-foundry's MPT 70b at seq 2048"),
-    PublicRun("Llama 3.1 405B", "llama3.1-405b", 405.85e9, 8192, 15e12, "\"~15 trillion tokens\" (model card)",
+    PublicRun("Llama 3.1 405B", "llama3.1-405b", 405.85e9, 8192, 15.6e12,
+              "15.6T text tokens (Llama 3 paper §1, with 3.8e25 training FLOPs; the card rounds to ~15T)",
               "H100 SXM", "bf16", None, 30.84e6, f"30.84M H100-80GB GPU-hours, total GPU time ({LLAMA_CARD})",
               steady_mfu=(0.38, 0.43), steady_source="Llama 3 paper: 38-43% MFU in steady state (REFERENCE §7)",
-              estimate_note="tokens are \"~15 trillion\" (rounded); hours are the card's total, not broken down",
-              context="6·N·D gives 33.2% end to end here (REFERENCE §7 and the issue print 34.6%); the paper's own "
-                      "steady state is 38-43%, so the bill is the steady rate at goodput about 0.8-0.9"),
+              estimate_note="tokens are the paper's 15.6T (the card's \"~15 trillion\" is rounded); hours are the "
+                            "card's total, not broken down",
+              context="6·N·D at 15.6T tokens gives 34.6% end to end (REFERENCE §7; at the card's rounded 15T it "
+                      "would be 33.2%); the paper's own steady state is 38-43%, so the bill is the steady rate at "
+                      "goodput about 0.8-0.9"),
     PublicRun("GPT-3 175B", "gpt3-175b", 175e9, 2048, 300e9, "300B tokens (Brown et al. 2020)", "V100 SXM2", "fp16",
               None, None, "not published (Brown et al. 2020 give FLOPs and \"V100 GPUs\", no hours)",
               published_flops=3.14e23,
