@@ -99,6 +99,41 @@ for _op in (aten._flash_attention_backward, aten._efficient_attention_backward):
     MODEL_FORMULAS[_op] = _scaled(flop_counter.flop_registry[_op], 4 / 5)
 
 
+def _rows(offs) -> int | None:
+    """Rows a grouped matmul computes, read off its offsets when they hold values (a real run:
+    rows past offs[-1], expert-parallel sentinels, are skipped); None on a fake or meta tensor."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if offs is None or isinstance(offs, FakeTensor) or offs.device.type == "meta" or offs.numel() == 0:
+        return None
+    return int(offs[-1])
+
+
+def _grouped_mm(mat_a, mat_b, *args, offs=None, out_val=None, **kwargs) -> int:
+    """torch's grouped matmul (mixture-of-experts layers): 2 FLOPs per multiply-add of every
+    group, Σ_g 2·m_g·k_g·n_g. torch's counter has no formula for it (it would count 0).
+    2-D x 3-D (tokens sorted by expert @ expert weights): 2·rows·K·N, rows = offs[-1] when known;
+    2-D x 2-D (the weight gradient, groups along K): 2·M·K·N; 3-D x 3-D: 2·G·M·K·N;
+    3-D x 2-D (groups along N): 2·M·K·N."""
+    if len(args) >= 1 and offs is None:
+        offs = args[0]
+    a, b = mat_a.shape, mat_b.shape
+    if len(a) == 2 and len(b) == 3:
+        rows = _rows(offs)
+        return 2 * (a[0] if rows is None else rows) * a[1] * b[2]
+    if len(a) == 2 and len(b) == 2:
+        return 2 * a[0] * a[1] * b[1]
+    if len(a) == 3 and len(b) == 3:
+        return 2 * a[0] * a[1] * a[2] * b[2]
+    return 2 * a[1] * a[2] * b[1]
+
+
+_grouped_mm._get_raw = True
+GROUPED_MM_OPS = tuple(op for op in (getattr(aten, "_grouped_mm", None),) if op is not None)
+for _op in GROUPED_MM_OPS:
+    MODEL_FORMULAS[_op] = HARDWARE_FORMULAS[_op] = _grouped_mm
+
+
 # Ops that move, view, allocate or index data and do no arithmetic: listed apart from the ops
 # that do real work without a formula (elementwise, norms, softmax, loss), so that the list
 # of what the count leaves out is readable. An op not named here counts as arithmetic.
@@ -206,7 +241,7 @@ def count_model_flops(spec, *, backward: bool = True) -> tuple[FlopCount, "Param
     from harness.build import build_model, count_params, make_batch
 
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = build_model(spec.model, "cpu", seed=spec.train.seed)
+        model = build_model(spec.model, "cpu", seed=spec.train.seed, fake=True, documents=spec.train.documents)
         params = count_params(model)
         count = count_flops(model, make_batch(spec, "cpu"), kind="model", backward=backward)
     return count.scaled(spec.train.grad_accum), params
