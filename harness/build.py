@@ -194,6 +194,7 @@ class ExpertLayout:
     experts: int
     experts_per_token: int
     expert_params: int
+    modules: tuple[str, ...] = ()  # the expert modules' paths in the model (model.layers.0.mlp.experts)
 
     @property
     def inactive_params(self) -> int:
@@ -228,7 +229,7 @@ def expert_layout(model: nn.Module) -> ExpertLayout | None:
         raise ConfigError("model.config", "a mixture of experts whose experts per token the harness cannot read")
     params = sum(p.numel() for _, m in modules for p in m.parameters(recurse=False)
                  if p.dim() >= 1 and p.shape[0] == m.num_experts)
-    return ExpertLayout(len(modules), experts.pop(), top_k, params)
+    return ExpertLayout(len(modules), experts.pop(), top_k, params, tuple(name for name, _ in modules))
 
 
 @dataclass(frozen=True)

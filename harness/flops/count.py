@@ -186,6 +186,9 @@ class FlopCount:
     uncounted_ops: Mapping[str, int] = field(default_factory=dict)
     convention: str = CONVENTION
     forward_total: int | None = None
+    # the forward's by_module, read before the backward ran: exact module attribution (the
+    # backward's is approximate at module boundaries, where torch's tracker switches late)
+    forward_by_module: Mapping[str, int] = field(default_factory=dict)
 
     def scaled(self, factor: int) -> "FlopCount":
         """This count repeated `factor` times (e.g. gradient-accumulation micro-batches)."""
@@ -193,7 +196,8 @@ class FlopCount:
                          {k: v * factor for k, v in self.by_op.items()},
                          {k: v * factor for k, v in self.by_module.items()},
                          {k: v * factor for k, v in self.uncounted_ops.items()}, self.convention,
-                         None if self.forward_total is None else self.forward_total * factor)
+                         None if self.forward_total is None else self.forward_total * factor,
+                         {k: v * factor for k, v in self.forward_by_module.items()})
 
 
 def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: CountKind = "model",
@@ -211,6 +215,7 @@ def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: Co
         with autocast or contextlib.nullcontext():
             loss = model(**batch).loss
         forward_total = counter.get_total_flops()
+        forward_by_module = {mod: sum(ops.values()) for mod, ops in counter.get_flop_counts().items()}
         if backward:
             loss.backward()
     if backward:
@@ -226,6 +231,7 @@ def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: Co
         by_op={str(op): n for op, n in counts.get("Global", {}).items()},
         by_module={mod: sum(ops.values()) for mod, ops in counts.items()},
         uncounted_ops=dict(sorted(missing.items())), forward_total=forward_total,
+        forward_by_module=forward_by_module,
     )
 
 
@@ -245,6 +251,15 @@ def count_model_flops(spec, *, backward: bool = True) -> tuple[FlopCount, "Param
         params = count_params(model)
         count = count_flops(model, make_batch(spec, "cpu"), kind="model", backward=backward)
     return count.scaled(spec.train.grad_accum), params
+
+
+def expert_flops(count: FlopCount, layout) -> int:
+    """FLOPs of the routed experts' own modules (`layout` a build.ExpertLayout), the router and
+    shared experts being outside them: the forward's as counted, x3 when the count includes the
+    backward (every expert op is a matmul, whose backward is two matmuls of its size)."""
+    names = set(layout.modules)
+    forward = sum(flops for key, flops in count.forward_by_module.items() if key.partition(".")[2] in names)
+    return 3 * forward if count.includes_backward else forward
 
 
 def module_groups(by_module: Mapping[str, int]) -> dict[str, int]:
