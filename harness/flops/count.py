@@ -262,6 +262,34 @@ def expert_flops(count: FlopCount, layout) -> int:
     return 3 * forward if count.includes_backward else forward
 
 
+@contextlib.contextmanager
+def routed_tokens(model: nn.Module):
+    """Record the routing of a real forward: for each expert module (path → list), the tokens
+    routed to each expert (token-expert assignments, k per token), from the `top_k_index` that
+    transformers passes to its expert modules. The first forward only (a checkpointed
+    backward's recomputation routes the same); nothing on fake or meta tensors (no values)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    from harness.build import expert_modules
+
+    loads: dict[str, list[int]] = {}
+    handles = []
+    for name, module in expert_modules(model):
+        def hook(mod, args, kwargs, name=name):
+            index = args[1] if len(args) > 1 else kwargs.get("top_k_index")
+            if name in loads or index is None or isinstance(index, FakeTensor) or index.device.type == "meta":
+                return
+            index = index.detach().reshape(-1)
+            index = index[index < mod.num_experts]  # expert-parallel sentinels are no expert's
+            loads[name] = torch.bincount(index.cpu(), minlength=mod.num_experts).tolist()
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        yield loads
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def module_groups(by_module: Mapping[str, int]) -> dict[str, int]:
     """Each module's own FLOPs (its total minus its children's), layers merged (`h.0.attn`,
     `h.1.attn` → `h.*.attn`), largest first; "(own ops)" marks a module's ops outside its
