@@ -56,10 +56,16 @@ def _hf_family_config(spec: ModelSpec, experts_implementation: str):
                           f"transformers {transformers.__version__}; allowed: {', '.join(causal + seq2seq)}")
     try:
         config = AutoConfig.for_model(spec.model_type, **spec.config, attn_implementation=spec.attention,
-                                      experts_implementation=experts_implementation, use_cache=False)
+                                      use_cache=False)
     except (TypeError, ValueError, KeyError) as err:
         raise ConfigError("model.config", f"transformers refused the {spec.model_type} config: "
                           f"{str(err).splitlines()[0][:200]}") from None
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    auto = AutoModelForSeq2SeqLM if spec.model_type in seq2seq else AutoModelForCausalLM
+    model_class = auto._model_mapping.get(type(config), None)
+    if model_class is not None and model_class._can_set_experts_implementation():
+        config._experts_implementation = experts_implementation
     for dim, key in HF_KEYS.items():
         if key not in spec.config or dim in ("dropout", "max_positions", "decoder_layers"):
             continue
