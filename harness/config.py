@@ -338,7 +338,7 @@ def _resolve_hf(preset: dict[str, Any], given: dict[str, Any], section: ModelSec
         if key in HF_REFUSED:
             raise ConfigError(f"model.config.{key}", f"not allowed; set by {HF_REFUSED[key]}")
     for key in HF_REQUIRED:
-        if key not in config and not any(HF_KEYS[d] == key for d in given):
+        if key not in config and not any(HF_KEYS.get(d) == key for d in given):
             raise ConfigError(f"model.config.{key}", "required for family hf (the harness reads it for "
                               "labels, formulas and depth slices)")
 
