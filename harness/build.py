@@ -66,6 +66,10 @@ def _hf_family_config(spec: ModelSpec, experts_implementation: str):
     model_class = auto._model_mapping.get(type(config), None)
     if model_class is not None and model_class._can_set_experts_implementation():
         config._experts_implementation = experts_implementation
+    if spec.model_type in seq2seq:  # labels are shifted right from a start token: 0 where none is set
+        for key in ("decoder_start_token_id", "pad_token_id"):
+            if getattr(config, key, None) is None:
+                setattr(config, key, 0)
     for dim, key in HF_KEYS.items():
         if key not in spec.config or dim in ("dropout", "max_positions", "decoder_layers"):
             continue
@@ -140,6 +144,9 @@ def build_model(spec: ModelSpec, device: torch.device | str = "cpu", seed: int =
     fake = fake or torch.device(device).type == "meta"
     config = hf_config(spec, fake=fake)
     if documents is not None and len(documents) > 1:
+        if is_seq2seq(spec):
+            raise ConfigError("train.pack", "for causal LMs only, not the seq2seq model type "
+                              f"{spec.model_type!r}")
         _check_packable(config, documents)
         config._attn_implementation = packed_attention(documents)
     torch.manual_seed(seed)

@@ -41,6 +41,7 @@ class Shape:
     # Family hf: the active matmul parameters of the layers (N_active less biases, norms and an
     # untied head), which stand in for Megatron's per-layer projections of any architecture.
     layer_matmul_params: int | None = None
+    dec_layer_matmul_params: int | None = None  # the same for an hf seq2seq model's decoder stack
     dense_params: int | None = None  # N_total of a mixture of experts (every expert), else None
 
     @property
@@ -61,7 +62,12 @@ def shape_of(spec, params) -> Shape:
                      layer_matmul_params=params.n_active - params.non_matmul - head,
                      dense_params=params.non_embedding if params.experts is not None else None)
     if m.family in ("t5", "hf"):  # hf: a seq2seq model, per stack as T5
+        hf = m.family == "hf"
+        if hf:
+            common["ffn_matrices"] = 0  # unknown per architecture: the stacks' own matmuls stand in
         return Shape(**common, enc_layers=m.layers, enc_len=t.seq_len,
+                     layer_matmul_params=params.encoder_non_embedding - params.encoder_non_matmul if hf else None,
+                     dec_layer_matmul_params=params.decoder_non_embedding - params.decoder_non_matmul if hf else None,
                      enc_params=params.encoder_non_embedding, dec_layers=m.decoder_layers or m.layers,
                      dec_len=t.decoder_seq_len or t.seq_len, dec_params=params.decoder_non_embedding,
                      enc_non_matmul=params.encoder_non_matmul, dec_non_matmul=params.decoder_non_matmul)
@@ -143,6 +149,9 @@ def megatron(s: Shape, recompute: bool) -> int:
     enc_tokens, dec_tokens = _tokens(s)
     if s.layer_matmul_params is not None:  # any architecture: its own layer matmuls, active experts
         layers = 2 * enc_tokens * s.layer_matmul_params + attention_score_flops(s)
+        if s.dec_layer_matmul_params is not None:  # the decoder's; its cross K, V run over encoder tokens
+            layers += 2 * dec_tokens * s.dec_layer_matmul_params \
+                + 2 * (enc_tokens - dec_tokens) * 2 * s.d_model * s.d_kv * s.dec_layers
         return (4 if recompute else 3) * layers + 3 * lm_head_forward(s)
     layers = s.enc_layers * _layer_forward(s, enc_tokens, s.enc_len, None)
     if s.dec_layers:

@@ -20,7 +20,9 @@ CAUSAL_FAMILIES = ("gpt2", "llama")
 
 def is_causal(spec) -> bool:
     """Decoder-only with a causal mask: gpt2, llama, and hf causal LMs (not seq2seq)."""
-    return spec.model.family in CAUSAL_FAMILIES or (spec.model.family == "hf" and spec.model.decoder_layers is None)
+    from harness.build import is_seq2seq
+
+    return spec.model.family in CAUSAL_FAMILIES or (spec.model.family == "hf" and not is_seq2seq(spec.model))
 
 
 SLIDING_WINDOW_CONVENTION = (
@@ -98,7 +100,7 @@ def causal_attention_forward(spec, shape) -> int:
     """Forward FLOPs of the causally masked attention matmuls (halving removes half of these)."""
     if is_causal(spec):
         return attention_score_flops(shape)
-    if spec.model.family == "t5":  # decoder self-attention only
+    if spec.model.family in ("t5", "hf"):  # a seq2seq model: decoder self-attention only
         return 4 * shape.d_attn * shape.dec_layers * shape.sequences * shape.dec_len * shape.dec_len
     return 0
 

@@ -108,3 +108,27 @@ def test_a_32k_sequence_counts_on_the_fake_replica():
     s, h, kv, f, v = 32768, 32, 16, 64, 128
     layer = 2 * s * (h * h + 2 * h * kv + h * h + 3 * h * f) + 4 * s * s * h
     assert count.total == 2 * layer + 2 * s * h * v
+
+
+def test_an_hf_seq2seq_model_counts_the_same_fake_and_real_and_reconciles():
+    config = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 128,
+              "max_position_embeddings": 64, "d_model": 32, "encoder_layers": 2, "decoder_layers": 2,
+              "encoder_attention_heads": 4, "decoder_attention_heads": 4, "encoder_ffn_dim": 64,
+              "decoder_ffn_dim": 64}
+    spec = build_spec({"model": {"family": "hf", "model_type": "bart", "config": config},
+                       "train": {"batch_size": 2, "seq_len": 16, "decoder_seq_len": 8}})
+    model = build_model(spec.model, "cpu")
+    assert model.config.is_encoder_decoder
+    real = count_flops(model, make_batch(spec, "cpu"))
+    report = reconcile(spec)
+    assert real.total == report.primary_flops
+    assert all(f.unexplained == 0 for f in report.figures)
+
+
+@pytest.mark.parametrize("preset", ["gemma2-9b", "qwen3-30b-a3b"])
+def test_hf_presets_reconcile_to_the_flop(preset):
+    """Gemma 2 (tied head, eager attention, head_dim 256 x 16 heads != hidden) and Qwen3-MoE
+    (128 experts, 8 per token): every figure's named gaps add up to the count."""
+    spec = build_spec({"model": {"preset": preset, "layers": 1}, "train": {"batch_size": 1, "seq_len": 64}})
+    report = reconcile(spec)
+    assert all(f.unexplained == 0 for f in report.figures)
