@@ -170,8 +170,9 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     for name in PRESETS:
         spec = resolve_model(ModelSection(preset=name))
         counts = count_params(build_model(spec, "meta"))
-        rows.append({"preset": name, **spec.model_dump(exclude={"preset", "attention"}),
-                     "params": counts.total, "params_non_embedding": counts.non_embedding})
+        rows.append({"preset": name, **spec.model_dump(exclude={"preset", "attention", "config"}),
+                     "params": counts.total, "params_non_embedding": counts.non_embedding,
+                     "params_active": counts.active})
     if as_json:
         _print_json(rows)
         return
