@@ -20,7 +20,7 @@ from harness.errors import ConfigError
 from harness.hardware import Dtype, fp8_unsupported
 from harness.presets import PRESETS
 
-Family = Literal["bert", "gpt2", "t5", "llama"]
+Family = Literal["bert", "gpt2", "t5", "llama", "hf"]
 DeviceKind = Literal["auto", "cpu", "cuda"]
 Attention = Literal["sdpa", "eager"]
 
@@ -36,6 +36,26 @@ class _Frozen(BaseModel):
 # only when nothing else does, and they never change a label.
 ARCHITECTURE = ("family", "layers", "decoder_layers", "hidden", "heads", "kv_heads", "head_dim",
                 "ffn", "vocab", "max_positions")
+# Family `hf`: the architecture is `model_type` + `config` (the transformers config's own keys).
+HF_ARCHITECTURE = ("model_type", "config")
+
+# Family `hf`: the transformers config keys that the spec's own dimensions mirror. A dimension set
+# beside the config (`--set model.layers=2`) is written into the config under this key; the spec's
+# dimensions are read back from it, so labels, formulas and depth slices work for any family.
+HF_KEYS = {"layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads",
+           "kv_heads": "num_key_value_heads", "head_dim": "head_dim", "ffn": "intermediate_size",
+           "vocab": "vocab_size", "max_positions": "max_position_embeddings",
+           "decoder_layers": "decoder_layers", "dropout": "attention_dropout"}
+HF_REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+# Keys of a config that the harness sets itself (or that would reach outside the machine).
+HF_REFUSED = {"attn_implementation": "model.attention", "_attn_implementation": "model.attention",
+              "experts_implementation": "the harness (batched/grouped matmuls, both counted)",
+              "dtype": "train.dtype", "torch_dtype": "train.dtype", "use_cache": "the harness (off)",
+              "auto_map": "nothing: remote code is never run", "trust_remote_code": "nothing: never",
+              "quantization_config": "nothing: weights are random", "_name_or_path": "nothing"}
+# Mixture-of-experts keys: experts per token, and experts, as transformers' families name them.
+MOE_TOP_K_KEYS = ("num_experts_per_tok", "moe_topk", "top_k")
+MOE_EXPERTS_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 
 
 class ModelSection(_Frozen):
@@ -54,6 +74,8 @@ class ModelSection(_Frozen):
     max_positions: int | None = Field(None, gt=0)
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     attention: Attention = "sdpa"
+    model_type: str | None = Field(None, pattern=r"^[a-z0-9_]{1,64}$")
+    config: dict[str, Any] | None = None
 
 
 class ModelSpec(_Frozen):
@@ -73,6 +95,12 @@ class ModelSpec(_Frozen):
     max_positions: int | None
     dropout: float
     attention: Attention
+    # family hf only: the transformers model type and the config's own keys (dimensions included)
+    model_type: str | None = None
+    config: dict[str, Any] | None = None
+
+    def __hash__(self) -> int:  # `config` is a dict: hash the spec's JSON form (equal specs, equal hashes)
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
 
     @property
     def label(self) -> str:
@@ -83,7 +111,7 @@ class ModelSpec(_Frozen):
         and stored records as they were. Derived dimensions (head_dim = hidden / heads, kv_heads =
         heads, T5's decoder_layers = layers) are named only where they differ from that derivation."""
         if self.preset is None:
-            return self.family
+            return self.family if self.model_type is None else f"{self.family}:{self.model_type}"
         changed = [f"{key}={value}" for key, value in self._changed_dimensions()]
         return f"{self.preset} ({', '.join(changed)})" if changed else self.preset
 
@@ -91,7 +119,7 @@ class ModelSpec(_Frozen):
     def slug(self) -> str:
         """The label as a safe file-name token (letters, digits, ``. _ + -``): ``bert-base+layers2``."""
         if self.preset is None:
-            return self.family
+            return self.family if self.model_type is None else f"{self.family}-{self.model_type}"
         changed = "".join(f"+{key}{value}" for key, value in self._changed_dimensions())
         return re.sub(r"[^A-Za-z0-9._+-]", "_", self.preset + changed)
 
@@ -99,10 +127,31 @@ class ModelSpec(_Frozen):
         published = PRESETS.get(self.preset)
         if published is None:  # a preset this version does not know (an old record): nothing to compare
             return []
+        if self.family == "hf" or published.get("family") == "hf":
+            if published.get("family") != self.family:
+                return [("family", self.family)]
+            reference = resolve_model(ModelSection(preset=self.preset))
+            dims = [(key, getattr(self, key)) for key in ARCHITECTURE
+                    if getattr(self, key) != getattr(reference, key)]
+            mirrored = set(HF_KEYS.values())
+            own, ref = self.config or {}, reference.config or {}
+            extra = [(f"config.{key}", own.get(key)) for key in sorted(set(own) | set(ref))
+                     if key not in mirrored and own.get(key) != ref.get(key)]
+            if self.model_type != reference.model_type:
+                extra.insert(0, ("model_type", self.model_type))
+            return dims + extra
         derived = {"head_dim": self.hidden // self.heads, "kv_heads": self.heads,
                    "decoder_layers": self.layers if self.family == "t5" else None}
         return [(key, getattr(self, key)) for key in ARCHITECTURE
                 if getattr(self, key) != published.get(key, derived.get(key))]
+
+    @property
+    def experts(self) -> tuple[int, int] | None:
+        """(experts per token, experts) of a mixture of experts as its config gives them, else None."""
+        config = self.config or {}
+        top_k = next((config[k] for k in MOE_TOP_K_KEYS if isinstance(config.get(k), int)), None)
+        experts = next((config[k] for k in MOE_EXPERTS_KEYS if isinstance(config.get(k), int)), None)
+        return None if top_k is None or experts is None else (top_k, experts)
 
 
 class TrainSpec(_Frozen):
@@ -118,6 +167,18 @@ class TrainSpec(_Frozen):
     checkpointing: bool = False
     lr: float = Field(1e-4, gt=0.0)
     seed: int = 0
+    # Packed sequences: each row holds documents of `doc_len` tokens (the last one of a row takes
+    # the remainder, seq_len mod doc_len); attention runs within each document only.
+    pack: bool = False
+    doc_len: int | None = Field(None, gt=0)
+
+    @property
+    def documents(self) -> tuple[int, ...]:
+        """The document lengths of one row: (seq_len,) unless packed."""
+        if not self.pack or self.doc_len is None:
+            return (self.seq_len,)
+        full, rest = divmod(self.seq_len, self.doc_len)
+        return (self.doc_len,) * full + ((rest,) if rest else ())
 
 
 class MeasureSpec(_Frozen):
@@ -167,9 +228,24 @@ class RunSpec(_Frozen):
         return self.train.batch_size * self.train.grad_accum
 
     def config_hash(self) -> str:
-        """Stable 16-hex digest of the spec, for deduplicating identical runs."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Stable 16-hex digest of the spec, for deduplicating identical runs. Fields added after
+        records were first stored are left out while at their defaults, so that a spec that does
+        not use them hashes as it always did (:data:`HASH_NEUTRAL_DEFAULTS`)."""
+        data = self.model_dump(mode="json")
+        for section, defaults in HASH_NEUTRAL_DEFAULTS.items():
+            for key, default in defaults.items():
+                if data[section].get(key, default) == default:
+                    data[section].pop(key, None)
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Fields added since the first stored records, with their defaults: a field at its default is left
+# out of the config hash. Append only.
+HASH_NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"model_type": None, "config": None},
+    "train": {"pack": False, "doc_len": None},
+}
 
 
 _SECTIONS = {"model": ModelSection, "train": TrainSpec, "measure": MeasureSpec, "distributed": DistributedSpec}
@@ -198,11 +274,17 @@ def resolve_model(section: ModelSection) -> ModelSpec:
             raise ConfigError("model.preset",
                               f"unknown preset {section.preset!r}; allowed: {', '.join(PRESETS)}")
         values.update(PRESETS[section.preset])
-    values.update(section.model_dump(exclude_unset=True, exclude_none=True))
+    given = section.model_dump(exclude_unset=True, exclude_none=True, exclude={"config"})
+    if values.get("family", given.get("family")) == "hf" and given.get("family", "hf") == "hf":
+        return _resolve_hf(values, given, section)
+    for key in HF_ARCHITECTURE:
+        if key in given or section.config is not None:
+            raise ConfigError(f"model.{key}", "only for family hf")
+    values.update(given)
     values.setdefault("attention", section.attention)
     if "family" not in values:
         raise ConfigError("model.family", "required when no preset is given; "
-                          "allowed: bert, gpt2, t5, llama")
+                          "allowed: bert, gpt2, t5, llama, hf")
     for key in ("layers", "hidden", "heads", "ffn", "vocab"):
         if key not in values:
             raise ConfigError(f"model.{key}", "required when no preset is given")
@@ -235,9 +317,100 @@ def resolve_model(section: ModelSection) -> ModelSpec:
     return ModelSpec(**values)
 
 
+def _positive_int(config: dict[str, Any], key: str) -> int:
+    value = config[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"model.config.{key}", f"must be a positive integer (got {value!r})")
+    return value
+
+
+def _resolve_hf(preset: dict[str, Any], given: dict[str, Any], section: ModelSection) -> ModelSpec:
+    """Family hf: `model_type` and the transformers config's own keys (`config`), merged over the
+    preset's; dimensions set beside the config overwrite its keys (:data:`HF_KEYS`); the spec's
+    dimensions are read back from the config. Whether transformers ships the model type is
+    checked when the model is built (harness.build), which imports transformers."""
+    model_type = given.get("model_type", preset.get("model_type"))
+    if model_type is None:
+        raise ConfigError("model.model_type", "required for family hf; allowed: a causal-LM or seq2seq "
+                          "model type of the installed transformers (llama, qwen2, mistral, gemma2, mixtral, "
+                          "qwen3_moe, ...)")
+    config = {**(preset.get("config") or {}), **(section.config or {})}
+    for key in config:
+        if not isinstance(key, str):
+            raise ConfigError("model.config", f"keys must be strings (got {key!r})")
+        if key in HF_REFUSED:
+            raise ConfigError(f"model.config.{key}", f"not allowed; set by {HF_REFUSED[key]}")
+    for key in HF_REQUIRED:
+        if key not in config and not any(HF_KEYS.get(d) == key for d in given):
+            raise ConfigError(f"model.config.{key}", "required for family hf (the harness reads it for "
+                              "labels, formulas and depth slices)")
+
+    def derived(cfg: dict[str, Any]) -> dict[str, Any]:
+        hidden, heads = _positive_int(cfg, "hidden_size"), _positive_int(cfg, "num_attention_heads")
+        out = {"layers": _positive_int(cfg, "num_hidden_layers"), "hidden": hidden, "heads": heads,
+               "vocab": _positive_int(cfg, "vocab_size"),
+               "kv_heads": _positive_int(cfg, "num_key_value_heads") if cfg.get("num_key_value_heads")
+               is not None else heads,
+               "ffn": _positive_int(cfg, "intermediate_size") if cfg.get("intermediate_size") is not None else 0,
+               "max_positions": _positive_int(cfg, "max_position_embeddings")
+               if cfg.get("max_position_embeddings") is not None else None,
+               "decoder_layers": next((_positive_int(cfg, k) for k in ("decoder_layers", "num_decoder_layers")
+                                       if cfg.get(k) is not None), None),
+               "dropout": float(cfg.get("attention_dropout") or 0.0)}
+        if cfg.get("head_dim") is not None:
+            out["head_dim"] = _positive_int(cfg, "head_dim")
+        elif hidden % heads:
+            raise ConfigError("model.config.num_attention_heads", f"{heads} heads do not divide hidden size "
+                              f"{hidden}; allowed: a divisor of hidden_size, or give head_dim")
+        else:
+            out["head_dim"] = hidden // heads
+        return out
+
+    dims = {key: given[key] for key in HF_KEYS if key in given}
+    if dims:  # write only what differs from what the config implies, so a dumped spec reads back equal
+        base = derived(config) if all(k in config for k in HF_REQUIRED) else {}
+        for key, value in dims.items():
+            if base.get(key) != value:
+                config[HF_KEYS[key]] = value
+    spec_dims = derived(config)
+    heads, kv_heads = spec_dims["heads"], spec_dims["kv_heads"]
+    if heads % kv_heads:
+        raise ConfigError("model.config.num_key_value_heads", f"{kv_heads} kv heads do not divide {heads} "
+                          "heads; allowed: a divisor of num_attention_heads")
+    experts = ModelSpec.model_construct(config=config).experts
+    if experts is not None and not 1 <= experts[0] <= experts[1]:
+        top_key = next(k for k in MOE_TOP_K_KEYS if isinstance(config.get(k), int))
+        experts_key = next(k for k in MOE_EXPERTS_KEYS if isinstance(config.get(k), int))
+        raise ConfigError(f"model.config.{top_key}", f"{experts[0]} experts per token with {experts[1]} "
+                          f"experts (model.config.{experts_key}); allowed: 1..{experts[1]}")
+    attention = given.get("attention", preset.get("attention", section.attention))
+    return ModelSpec(preset=section.preset, family="hf", attention=attention,
+                     model_type=model_type, config=config, **spec_dims)
+
+
+def _check_packing(model: ModelSpec, train: TrainSpec) -> None:
+    """Packed sequences: several documents per row, attention within each (pure checks; what
+    needs the built config, a sliding window or logit soft-capping, is checked in harness.build)."""
+    if not train.pack:
+        if train.doc_len is not None:
+            raise ConfigError("train.doc_len", "only with train.pack: true")
+        return
+    if train.doc_len is None:
+        raise ConfigError("train.doc_len", "required with train.pack: true (tokens per document; "
+                          "allowed: 1..train.seq_len)")
+    if train.doc_len > train.seq_len:
+        raise ConfigError("train.doc_len", f"{train.doc_len} exceeds train.seq_len {train.seq_len}; "
+                          f"allowed: 1..{train.seq_len}")
+    if model.family not in ("gpt2", "llama", "hf") or model.decoder_layers is not None:
+        raise ConfigError("train.pack", f"for causal LMs only (families gpt2, llama, hf), not {model.family}")
+    if model.attention != "sdpa":
+        raise ConfigError("train.pack", "needs model.attention=sdpa: packed attention runs sdpa per document")
+
+
 def _check_lengths(model: ModelSpec, train: TrainSpec) -> TrainSpec:
-    if model.family != "t5" and train.decoder_seq_len is not None:
-        raise ConfigError("train.decoder_seq_len", "only for family t5")
+    _check_packing(model, train)
+    if model.family not in ("t5", "hf") and train.decoder_seq_len is not None:
+        raise ConfigError("train.decoder_seq_len", "only for family t5 (or an hf seq2seq model)")
     if model.family == "t5" and train.decoder_seq_len is None:
         train = TrainSpec.model_validate({**train.model_dump(), "decoder_seq_len": train.seq_len})
     limit = model.max_positions
@@ -288,7 +461,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     if any(path == ["model", "preset"] and value is not None for path, value in parsed):
         model = merged.get("model")
         if isinstance(model, dict):
-            merged["model"] = {k: v for k, v in model.items() if k not in ARCHITECTURE}
+            merged["model"] = {k: v for k, v in model.items() if k not in ARCHITECTURE + HF_ARCHITECTURE}
     for path, value in parsed:
         node = merged
         for i, part in enumerate(path[:-1]):

@@ -25,6 +25,29 @@ def tiny_spec():
     return make
 
 
+def tiny_hf_raw(model_type: str = "mixtral", config: dict | None = None, **train):
+    """A raw config of family hf: a tiny `model_type` (2 layers, hidden 32, 4 heads, 2 kv heads;
+    mixtures of experts: 4 experts of 64, 2 per token)."""
+    base = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "intermediate_size": 64, "vocab_size": 128, "max_position_embeddings": 64}
+    moe = {"mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
+           "qwen3_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64},
+           "qwen2_moe": {"num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 64,
+                         "shared_expert_intermediate_size": 64},
+           "olmoe": {"num_experts": 4, "num_experts_per_tok": 2}}.get(model_type, {})
+    return {"model": {"family": "hf", "model_type": model_type, "config": {**base, **moe, **(config or {})}},
+            "train": {"batch_size": 2, "seq_len": 16, **train},
+            "measure": {"warmup_steps": 1, "steps": 2, "energy": False}, "device": "cpu"}
+
+
+@pytest.fixture
+def tiny_hf():
+    def make(model_type: str = "mixtral", config: dict | None = None, **train):
+        return build_spec(tiny_hf_raw(model_type, config, **train))
+
+    return make
+
+
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
 

@@ -156,3 +156,58 @@ def test_a_run_id_carries_the_label_as_a_safe_file_name():
     run_id = new_run_id(spec, datetime(2026, 12, 1, tzinfo=timezone.utc))
     assert re.fullmatch(r"20261201T000000Z-bert-base\+layers2-[0-9a-f]{8}", run_id)
     assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", new_run_id(load_spec(None), datetime.now(timezone.utc)))
+
+
+# Hashes of specs computed on the code before family hf and packing existed (commit f8c0fb1):
+# stored records deduplicate by them, so new fields at their defaults must leave them unchanged.
+@pytest.mark.parametrize("raw, digest", [
+    ({"model": {"preset": "bert-base"}}, "6aa1418ea02dedd8"),
+    ({"model": {"preset": "gpt2"}, "train": {"batch_size": 4, "seq_len": 256}}, "ffb8c493d3b13dc0"),
+    (tiny_raw("llama"), "4eecc8367965da42"),
+    ({"model": {"preset": "t5-small"}}, "a57ccd5ffba0e253"),
+])
+def test_existing_specs_keep_their_config_hash(raw, digest):
+    assert build_spec(raw).config_hash() == digest
+
+
+def test_packing_changes_the_hash():
+    assert build_spec(tiny_raw("llama", pack=True, doc_len=4)).config_hash() != "4eecc8367965da42"
+
+
+def test_hf_family_mirrors_the_config_and_writes_dimensions_into_it():
+    spec = build_spec({"model": {"preset": "mixtral-8x7b", "layers": 2}})
+    assert spec.model.label == "mixtral-8x7b (layers=2)" and spec.model.slug == "mixtral-8x7b+layers2"
+    assert spec.model.config["num_hidden_layers"] == 2 and spec.model.layers == 2
+    assert (spec.model.hidden, spec.model.kv_heads, spec.model.head_dim, spec.model.experts) == (4096, 8, 128, (2, 8))
+    from harness.config import with_changes
+    assert with_changes(spec, {"train.grad_accum": 1}).config_hash() == spec.config_hash()
+    window = build_spec({"model": {"preset": "mistral-7b", "config": {"sliding_window": None}}})
+    assert window.model.label == "mistral-7b (config.sliding_window=None)"
+    assert window.model.config["hidden_size"] == 4096  # merged over the preset's keys
+    assert load_spec(None, ["model.preset=palm-540b"]).model.head_dim == 256
+
+
+@pytest.mark.parametrize("model, field", [
+    ({"family": "hf", "config": {"hidden_size": 8}}, "model.model_type"),
+    ({"family": "hf", "model_type": "qwen2", "config": {"hidden_size": 8}}, "model.config.num_hidden_layers"),
+    ({"preset": "qwen2.5-7b", "config": {"trust_remote_code": True}}, "model.config.trust_remote_code"),
+    ({"preset": "qwen2.5-7b", "config": {"attn_implementation": "eager"}}, "model.config.attn_implementation"),
+    ({"preset": "qwen2.5-7b", "config": {"num_key_value_heads": 5}}, "model.config.num_key_value_heads"),
+    ({"preset": "qwen2.5-7b", "config": {"hidden_size": -1}}, "model.config.hidden_size"),
+    ({"preset": "mixtral-8x7b", "config": {"num_experts_per_tok": 9}}, "model.config.num_experts_per_tok"),
+    ({"preset": "gpt2", "model_type": "qwen2"}, "model.model_type"),
+])
+def test_bad_hf_models_name_their_field(model, field):
+    with pytest.raises(ConfigError) as err:
+        build_spec({"model": model})
+    assert err.value.field == field
+
+
+def test_bad_model_type_and_experts_exit_2_with_one_line(capsys):
+    from harness.cli import main
+
+    for args in (["count", "mistral-7b", "--set", "model.model_type=no_such", "--batch", "1", "--seq", "8"],
+                 ["count", "mixtral-8x7b", "--set", "model.config.num_experts_per_tok=9"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and ("model.model_type" in err or "num_experts_per_tok" in err)

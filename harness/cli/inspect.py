@@ -27,6 +27,19 @@ def _count_table(report) -> None:
                   f"{report.batch_size} x seq {report.seq_len} x accum {report.grad_accum}")
     console.print(f"conventions: FLOP = {conv['flop']}; causal halving "
                   f"{'on' if conv['causal_halving'] else 'off'}; recomputation not counted")
+    if report.moe:
+        moe = report.moe
+        console.print(f"mixture of experts: {report.params_active:,} active params "
+                      f"({report.params_active_non_embedding:,} non-embedding) of {report.params:,} total · "
+                      f"{moe['experts']} experts, {moe['experts_per_token']} per token, {moe['moe_layers']} MoE "
+                      f"layers · expert FLOPs {moe['expert_flops']:,} (at balanced routing: "
+                      f"{moe['expert_flops_at_balanced_routing']:,}) · expert load: {moe['expert_load_reason']}")
+        console.print(f"routing: {moe['routing']}")
+    for key, note in report.attention.items():
+        if key.endswith("_counted") or key == "packing":
+            console.print(f"attention ({key.removesuffix('_counted')}): {note}")
+        else:
+            console.print(f"attention: {key} = {note}")
     console.print(f"counted per optimizer step: forward {report.forward_flops:,} · "
                   f"forward + backward {report.train_flops:,}")
     table = Table(title="FLOPs per optimizer step, reconciled", show_lines=False)
@@ -157,8 +170,9 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     for name in PRESETS:
         spec = resolve_model(ModelSection(preset=name))
         counts = count_params(build_model(spec, "meta"))
-        rows.append({"preset": name, **spec.model_dump(exclude={"preset", "attention"}),
-                     "params": counts.total, "params_non_embedding": counts.non_embedding})
+        rows.append({"preset": name, **spec.model_dump(exclude={"preset", "attention", "config"}),
+                     "params": counts.total, "params_non_embedding": counts.non_embedding,
+                     "params_active": counts.active})
     if as_json:
         _print_json(rows)
         return

@@ -234,9 +234,8 @@ def counted_flops_per_token(preset: str, seq_len: int) -> float:
 
     from harness.config import load_spec
     from harness.cost.estimate import flops_per_token
-    from harness.presets import PRESETS
 
-    layers = PRESETS[preset]["layers"]
+    layers = load_spec(Path(preset)).model.layers  # resolved: hf presets keep it in their config
     one, two = (flops_per_token(load_spec(Path(preset), [f"model.layers={n}", f"train.seq_len={seq_len}",
                                                          "train.batch_size=1"]), seq_len, None) for n in (1, 2))
     return one + (layers - 1) * (two - one)

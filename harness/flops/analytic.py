@@ -1,9 +1,15 @@
 """Closed-form FLOP formulas from the literature, per optimizer step of a RunSpec.
 
 All in FLOPs (FLOP = 2·MAC), non-causal (no halving) unless a caller halves the attention term.
-N is the non-embedding parameter count (every nn.Embedding excluded, an untied LM head counted).
+N is the non-embedding parameter count (every nn.Embedding excluded, an untied LM head counted);
+for a mixture of experts N is the *active* count, N_active (routed experts at k of E per token,
+shared experts and routers in full), as every formula here is per token.
 Encoder–decoder models (T5) apply each formula per stack with that stack's own length, and add
 the decoder's cross-attention over the encoder length.
+
+Packed rows (several documents per row, attention within each document): the attention terms
+use Σ_d len_d² query-key pairs per row instead of seq_len²; the parameter terms are per token
+and do not change.
 """
 
 from __future__ import annotations
@@ -31,6 +37,16 @@ class Shape:
     has_lm_head: bool = True
     enc_non_matmul: int = 0  # of enc_params / dec_params: biases and norm weights (no matmul)
     dec_non_matmul: int = 0
+    enc_pairs: int | None = None  # query-key pairs per row of the only stack: Σ len_d² (packed) or len²
+    # Family hf: the active matmul parameters of the layers (N_active less biases, norms and an
+    # untied head), which stand in for Megatron's per-layer projections of any architecture.
+    layer_matmul_params: int | None = None
+    dec_layer_matmul_params: int | None = None  # the same for an hf seq2seq model's decoder stack
+    dense_params: int | None = None  # N_total of a mixture of experts (every expert), else None
+
+    @property
+    def pairs(self) -> int:
+        return self.enc_len * self.enc_len if self.enc_pairs is None else self.enc_pairs
 
 
 def shape_of(spec, params) -> Shape:
@@ -38,14 +54,25 @@ def shape_of(spec, params) -> Shape:
     m, t = spec.model, spec.train
     common = dict(sequences=t.batch_size * t.grad_accum, d_model=m.hidden,
                   d_attn=m.heads * m.head_dim, d_kv=m.kv_heads * m.head_dim, ffn=m.ffn,
-                  ffn_matrices=3 if m.family == "llama" else 2, vocab=m.vocab)
-    if m.family == "t5":
+                  ffn_matrices=3 if m.family in ("llama", "hf") else 2, vocab=m.vocab)
+    if m.family == "hf" and params.encoder_non_embedding is None:
+        head = 0 if params.tied_head else m.vocab * m.hidden
+        return Shape(**common, enc_layers=m.layers, enc_len=t.seq_len, enc_params=params.n_active,
+                     enc_non_matmul=params.non_matmul, enc_pairs=sum(n * n for n in t.documents),
+                     layer_matmul_params=params.n_active - params.non_matmul - head,
+                     dense_params=params.non_embedding if params.experts is not None else None)
+    if m.family in ("t5", "hf"):  # hf: a seq2seq model, per stack as T5
+        hf = m.family == "hf"
+        if hf:
+            common["ffn_matrices"] = 0  # unknown per architecture: the stacks' own matmuls stand in
         return Shape(**common, enc_layers=m.layers, enc_len=t.seq_len,
-                     enc_params=params.encoder_non_embedding, dec_layers=m.decoder_layers,
-                     dec_len=t.decoder_seq_len, dec_params=params.decoder_non_embedding,
+                     layer_matmul_params=params.encoder_non_embedding - params.encoder_non_matmul if hf else None,
+                     dec_layer_matmul_params=params.decoder_non_embedding - params.decoder_non_matmul if hf else None,
+                     enc_params=params.encoder_non_embedding, dec_layers=m.decoder_layers or m.layers,
+                     dec_len=t.decoder_seq_len or t.seq_len, dec_params=params.decoder_non_embedding,
                      enc_non_matmul=params.encoder_non_matmul, dec_non_matmul=params.decoder_non_matmul)
     return Shape(**common, enc_layers=m.layers, enc_len=t.seq_len, enc_params=params.non_embedding,
-                 enc_non_matmul=params.non_matmul)
+                 enc_non_matmul=params.non_matmul, enc_pairs=sum(n * n for n in t.documents))
 
 
 def _tokens(s: Shape) -> tuple[int, int]:
@@ -56,7 +83,7 @@ def attention_score_flops(s: Shape) -> int:
     """Forward FLOPs of the attention matmuls alone (QKᵀ and PV), per step: 4·T·n_ctx·d_attn per
     layer for self-attention, plus the decoder's cross-attention over the encoder length."""
     enc_tokens, dec_tokens = _tokens(s)
-    return 4 * s.d_attn * (s.enc_layers * enc_tokens * s.enc_len
+    return 4 * s.d_attn * (s.enc_layers * s.sequences * s.pairs
                            + s.dec_layers * dec_tokens * (s.dec_len + s.enc_len))
 
 
@@ -92,12 +119,20 @@ def kaplan_forward(s: Shape) -> int:
     return 2 * (s.enc_params * enc_tokens + s.dec_params * dec_tokens) + attention_score_flops(s) // 2
 
 
+def six_n_total(s: Shape) -> int | None:
+    """6·N_total·D of a mixture of experts: every expert charged to every token, as tools that
+    ignore routing count it (several times too high); None for a dense model."""
+    if s.dense_params is None:
+        return None
+    return 6 * s.dense_params * s.sequences * s.enc_len
+
+
 def _layer_forward(s: Shape, tokens: int, ctx: int, cross_ctx: int | None) -> int:
     """Matmul FLOPs of one transformer layer's forward over `tokens` tokens, Megatron-style:
     Q, O (h·d_attn each), K, V (h·d_kv each), MLP (ffn_matrices·h·ffn), attention 4·ctx·d_attn;
     a decoder layer adds cross-attention (K, V over the encoder tokens)."""
     proj = 2 * tokens * (2 * s.d_model * s.d_attn + 2 * s.d_model * s.d_kv + s.ffn_matrices * s.d_model * s.ffn)
-    attn = 4 * tokens * ctx * s.d_attn
+    attn = 4 * s.sequences * (s.pairs if cross_ctx is None and ctx == s.enc_len else ctx * ctx) * s.d_attn
     if cross_ctx is not None:
         enc_tokens = s.sequences * cross_ctx
         proj += 2 * tokens * 2 * s.d_model * s.d_attn + 2 * enc_tokens * 2 * s.d_model * s.d_kv
@@ -112,6 +147,12 @@ def megatron(s: Shape, recompute: bool) -> int:
     96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)) with recomputation and
     72·B·s·l·h²·(1 + s/(6h) + V/(12·l·h)) without."""
     enc_tokens, dec_tokens = _tokens(s)
+    if s.layer_matmul_params is not None:  # any architecture: its own layer matmuls, active experts
+        layers = 2 * enc_tokens * s.layer_matmul_params + attention_score_flops(s)
+        if s.dec_layer_matmul_params is not None:  # the decoder's; its cross K, V run over encoder tokens
+            layers += 2 * dec_tokens * s.dec_layer_matmul_params \
+                + 2 * (enc_tokens - dec_tokens) * 2 * s.d_model * s.d_kv * s.dec_layers
+        return (4 if recompute else 3) * layers + 3 * lm_head_forward(s)
     layers = s.enc_layers * _layer_forward(s, enc_tokens, s.enc_len, None)
     if s.dec_layers:
         layers += s.dec_layers * _layer_forward(s, dec_tokens, s.dec_len, s.enc_len)

@@ -99,6 +99,41 @@ for _op in (aten._flash_attention_backward, aten._efficient_attention_backward):
     MODEL_FORMULAS[_op] = _scaled(flop_counter.flop_registry[_op], 4 / 5)
 
 
+def _rows(offs) -> int | None:
+    """Rows a grouped matmul computes, read off its offsets when they hold values (a real run:
+    rows past offs[-1], expert-parallel sentinels, are skipped); None on a fake or meta tensor."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if offs is None or isinstance(offs, FakeTensor) or offs.device.type == "meta" or offs.numel() == 0:
+        return None
+    return int(offs[-1])
+
+
+def _grouped_mm(mat_a, mat_b, *args, offs=None, out_val=None, **kwargs) -> int:
+    """torch's grouped matmul (mixture-of-experts layers): 2 FLOPs per multiply-add of every
+    group, Σ_g 2·m_g·k_g·n_g. torch's counter has no formula for it (it would count 0).
+    2-D x 3-D (tokens sorted by expert @ expert weights): 2·rows·K·N, rows = offs[-1] when known;
+    2-D x 2-D (the weight gradient, groups along K): 2·M·K·N; 3-D x 3-D: 2·G·M·K·N;
+    3-D x 2-D (groups along N): 2·M·K·N."""
+    if len(args) >= 1 and offs is None:
+        offs = args[0]
+    a, b = mat_a.shape, mat_b.shape
+    if len(a) == 2 and len(b) == 3:
+        rows = _rows(offs)
+        return 2 * (a[0] if rows is None else rows) * a[1] * b[2]
+    if len(a) == 2 and len(b) == 2:
+        return 2 * a[0] * a[1] * b[1]
+    if len(a) == 3 and len(b) == 3:
+        return 2 * a[0] * a[1] * a[2] * b[2]
+    return 2 * a[1] * a[2] * b[1]
+
+
+_grouped_mm._get_raw = True
+GROUPED_MM_OPS = tuple(op for op in (getattr(aten, "_grouped_mm", None),) if op is not None)
+for _op in GROUPED_MM_OPS:
+    MODEL_FORMULAS[_op] = HARDWARE_FORMULAS[_op] = _grouped_mm
+
+
 # Ops that move, view, allocate or index data and do no arithmetic: listed apart from the ops
 # that do real work without a formula (elementwise, norms, softmax, loss), so that the list
 # of what the count leaves out is readable. An op not named here counts as arithmetic.
@@ -151,6 +186,9 @@ class FlopCount:
     uncounted_ops: Mapping[str, int] = field(default_factory=dict)
     convention: str = CONVENTION
     forward_total: int | None = None
+    # the forward's by_module, read before the backward ran: exact module attribution (the
+    # backward's is approximate at module boundaries, where torch's tracker switches late)
+    forward_by_module: Mapping[str, int] = field(default_factory=dict)
 
     def scaled(self, factor: int) -> "FlopCount":
         """This count repeated `factor` times (e.g. gradient-accumulation micro-batches)."""
@@ -158,7 +196,8 @@ class FlopCount:
                          {k: v * factor for k, v in self.by_op.items()},
                          {k: v * factor for k, v in self.by_module.items()},
                          {k: v * factor for k, v in self.uncounted_ops.items()}, self.convention,
-                         None if self.forward_total is None else self.forward_total * factor)
+                         None if self.forward_total is None else self.forward_total * factor,
+                         {k: v * factor for k, v in self.forward_by_module.items()})
 
 
 def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: CountKind = "model",
@@ -176,6 +215,7 @@ def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: Co
         with autocast or contextlib.nullcontext():
             loss = model(**batch).loss
         forward_total = counter.get_total_flops()
+        forward_by_module = {mod: sum(ops.values()) for mod, ops in counter.get_flop_counts().items()}
         if backward:
             loss.backward()
     if backward:
@@ -191,6 +231,7 @@ def count_flops(model: nn.Module, batch: Mapping[str, torch.Tensor], *, kind: Co
         by_op={str(op): n for op, n in counts.get("Global", {}).items()},
         by_module={mod: sum(ops.values()) for mod, ops in counts.items()},
         uncounted_ops=dict(sorted(missing.items())), forward_total=forward_total,
+        forward_by_module=forward_by_module,
     )
 
 
@@ -206,10 +247,47 @@ def count_model_flops(spec, *, backward: bool = True) -> tuple[FlopCount, "Param
     from harness.build import build_model, count_params, make_batch
 
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = build_model(spec.model, "cpu", seed=spec.train.seed)
+        model = build_model(spec.model, "cpu", seed=spec.train.seed, fake=True, documents=spec.train.documents)
         params = count_params(model)
         count = count_flops(model, make_batch(spec, "cpu"), kind="model", backward=backward)
     return count.scaled(spec.train.grad_accum), params
+
+
+def expert_flops(count: FlopCount, layout) -> int:
+    """FLOPs of the routed experts' own modules (`layout` a build.ExpertLayout), the router and
+    shared experts being outside them: the forward's as counted, x3 when the count includes the
+    backward (every expert op is a matmul, whose backward is two matmuls of its size)."""
+    names = set(layout.modules)
+    forward = sum(flops for key, flops in count.forward_by_module.items() if key.partition(".")[2] in names)
+    return 3 * forward if count.includes_backward else forward
+
+
+@contextlib.contextmanager
+def routed_tokens(model: nn.Module):
+    """Record the routing of a real forward: for each expert module (path → list), the tokens
+    routed to each expert (token-expert assignments, k per token), from the `top_k_index` that
+    transformers passes to its expert modules. The first forward only (a checkpointed
+    backward's recomputation routes the same); nothing on fake or meta tensors (no values)."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    from harness.build import expert_modules
+
+    loads: dict[str, list[int]] = {}
+    handles = []
+    for name, module in expert_modules(model):
+        def hook(mod, args, kwargs, name=name):
+            index = args[1] if len(args) > 1 else kwargs.get("top_k_index")
+            if name in loads or index is None or isinstance(index, FakeTensor) or index.device.type == "meta":
+                return
+            index = index.detach().reshape(-1)
+            index = index[index < mod.num_experts]  # expert-parallel sentinels are no expert's
+            loads[name] = torch.bincount(index.cpu(), minlength=mod.num_experts).tolist()
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        yield loads
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def module_groups(by_module: Mapping[str, int]) -> dict[str, int]:

@@ -12,10 +12,31 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.flops.analytic import (attention_score_flops, kaplan_forward, lm_head_forward, megatron,
-                              non_matmul_forward, palm, shape_of, six_n)
-from harness.flops.count import count_model_flops, split_uncounted
+                                    non_matmul_forward, palm, shape_of, six_n, six_n_total)
+from harness.flops.count import count_model_flops, expert_flops, split_uncounted
 
 CAUSAL_FAMILIES = ("gpt2", "llama")
+
+
+def is_causal(spec) -> bool:
+    """Decoder-only with a causal mask: gpt2, llama, and hf causal LMs (not seq2seq)."""
+    from harness.build import is_seq2seq
+
+    return spec.model.family in CAUSAL_FAMILIES or (spec.model.family == "hf" and not is_seq2seq(spec.model))
+
+
+SLIDING_WINDOW_CONVENTION = (
+    "counted as executed: transformers' sdpa and eager attention compute every score of the causal "
+    "square and mask those outside the window, so the count is full causal attention; a windowed "
+    "kernel (flash-attention with a window) would execute about seq x window instead")
+PACKING_CONVENTION = (
+    "attention within each document only: Σ_d len_d² query-key pairs per row (sdpa runs per "
+    "document, so these are the ops that run); parameter FLOPs are per token and unchanged")
+MOE_ROUTING_CONVENTION = (
+    "dropless top-k routing: every token runs k experts, so the expert matmuls are tokens x k rows "
+    "whatever the routing. The fake replica has no values and counts those rows from shapes, which "
+    "is also the count at perfectly balanced routing; a real step counts the rows each expert was "
+    "routed (harness run records both, with the measured load). Imbalance costs time, not FLOPs")
 
 
 @dataclass(frozen=True)
@@ -47,6 +68,9 @@ class CountReport:
     params: int
     params_non_embedding: int
     conventions: dict[str, Any]
+    # active parameters (= params for a dense model): what one token uses
+    params_active: int
+    params_active_non_embedding: int
     primary_flops: int
     figures: list[Figure]
     # Both counted, whatever the mode: the forward alone and forward + backward, per optimizer
@@ -59,6 +83,10 @@ class CountReport:
     data_movement_ops: dict[str, int] = field(default_factory=dict)  # op → calls: views, copies, no arithmetic
     fvcore_unsupported_ops: dict[str, int] | None = None  # op → calls fvcore has no handle for
     mfu: dict[str, Any] | None = field(default=None)
+    # attention conventions of this shape: documents per row, sliding window (as executed)
+    attention: dict[str, Any] = field(default_factory=dict)
+    # mixture of experts: layout, expert FLOPs, routing convention, expert load (None: fake replica)
+    moe: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,9 +98,9 @@ def _pct(value: int, primary: int) -> float:
 
 def causal_attention_forward(spec, shape) -> int:
     """Forward FLOPs of the causally masked attention matmuls (halving removes half of these)."""
-    if spec.model.family in CAUSAL_FAMILIES:
+    if is_causal(spec):
         return attention_score_flops(shape)
-    if spec.model.family == "t5":  # decoder self-attention only
+    if spec.model.family in ("t5", "hf"):  # a seq2seq model: decoder self-attention only
         return 4 * shape.d_attn * shape.dec_layers * shape.sequences * shape.dec_len * shape.dec_len
     return 0
 
@@ -113,7 +141,7 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
         train_total = count_model_flops(spec, backward=True)[0].total
         forward_flops = primary
         train_flops = train_total - (3 * causal_attention_forward(spec, shape) // 2 if causal_halving else 0)
-    tied = spec.model.family != "llama"
+    tied = params.tied_head if spec.model.family == "hf" else spec.model.family != "llama"
     head = passes * lm_head_forward(shape) if tied else 0
     non_matmul = -passes * non_matmul_forward(shape)
     tokens = shape.sequences * shape.enc_len
@@ -126,9 +154,12 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
     head_label = "LM head (tied to the embedding, so not in N)"
     no_matmul_label = "biases and norm weights that N counts but that do no matmul"
     attention_label = "attention matmuls QKᵀ, PV" + (" (causal-halved)" if halved else "")
+    moe = params.experts is not None
+    n_name = "N_active" if moe else "N"
     rows = [
-        ("6N" if train else "2N", six_n(shape) // (3 // passes), "analytic",
-         "2 FLOPs per non-embedding parameter per token" + (", x3 for training" if train else ""),
+        (f"6{n_name}" if train else f"2{n_name}", six_n(shape) // (3 // passes), "analytic",
+         "2 FLOPs per non-embedding parameter per token" + (", x3 for training" if train else "")
+         + ("; N_active: routed experts at k of E, shared experts and routers in full" if moe else ""),
          {attention_label: attention - halved, head_label: head, no_matmul_label: non_matmul,
           cross_label: cross_kv}),
         ("PaLM 6N+12LHQT" if train else "PaLM 2N+4LHQT", palm(shape) // (3 // passes) - halved, "analytic",
@@ -144,6 +175,13 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
          "every matmul of the layers and the LM head, as torch counts them",
          {"BERT's MLM transform (dense h x h outside the layers)": mlm}),
     ]
+    if moe:
+        unused = six_n_total(shape) // (3 // passes) - six_n(shape) // (3 // passes)
+        rows.append((("6N_total" if train else "2N_total") + " (every expert, as if dense)",
+                     six_n_total(shape) // (3 // passes), "analytic",
+                     "what a count that ignores routing gives: every expert charged to every token",
+                     {"routed experts a token does not use, (E-k)/E of the expert parameters": -unused,
+                      attention_label: attention - halved, head_label: head, no_matmul_label: non_matmul}))
     if train:
         recompute_extra = megatron(shape, recompute=True) - megatron(shape, recompute=False)
         rows.append(("Megatron-LM eq. 3, full recompute", megatron(shape, recompute=True) - halved, "analytic",
@@ -163,11 +201,31 @@ def reconcile(spec, *, mode: str = "train", depth: int = 2, causal_halving: bool
     arithmetic, movement = split_uncounted(count.uncounted_ops)
     modules = {name: flops for name, flops in count.by_module.items()
                if name != "Global" and name.count(".") <= depth}
+    attention_notes: dict[str, Any] = {}
+    if spec.train.pack:
+        attention_notes["documents_per_row"] = list(spec.train.documents)
+        attention_notes["packing"] = PACKING_CONVENTION
+    window = (spec.model.config or {}).get("sliding_window")
+    if isinstance(window, int) and (spec.model.config or {}).get("use_sliding_window", True) is not False:
+        attention_notes["sliding_window"] = window
+        attention_notes["sliding_window_counted"] = SLIDING_WINDOW_CONVENTION
+    moe_info = None
+    if moe:
+        layout = params.experts
+        experts_counted = expert_flops(count, layout)
+        moe_info = {"experts": layout.experts, "experts_per_token": layout.experts_per_token,
+                    "moe_layers": layout.layers, "expert_params": layout.expert_params,
+                    "expert_params_active": layout.expert_params - layout.inactive_params,
+                    "expert_flops": experts_counted, "expert_flops_at_balanced_routing": experts_counted,
+                    "routing": MOE_ROUTING_CONVENTION, "expert_load": None,
+                    "expert_load_reason": "fake replica: no values, so no routing to measure; "
+                                          "harness run measures it on a real step"}
     return CountReport(
         model=spec.model.model_dump(), mode=mode, batch_size=spec.train.batch_size,
         seq_len=spec.train.seq_len, decoder_seq_len=spec.train.decoder_seq_len,
         grad_accum=spec.train.grad_accum, params=params.total,
-        params_non_embedding=params.non_embedding,
+        params_non_embedding=params.non_embedding, params_active=params.active,
+        params_active_non_embedding=params.n_active, attention=attention_notes, moe=moe_info,
         conventions={"flop": "2*MAC", "causal_halving": causal_halving,
                      "recomputation_counted": False, "includes_backward": train,
                      "causal_halving_amount": halved},

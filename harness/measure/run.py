@@ -23,15 +23,17 @@ import torch
 from harness.build import build_model, make_batch
 from harness.config import RunSpec, with_changes
 from harness.flops.analytic import AnalyticFlops as AnalyticCounts, analytic_flops
-from harness.flops.count import count_flops, count_model_flops, module_groups
+from harness.flops.count import count_flops, count_model_flops, expert_flops, module_groups, routed_tokens
+from harness.flops.reconcile import MOE_ROUTING_CONVENTION
 from harness.measure import distributed
 from harness.measure.distributed import DistEnv, RankFailure, dist_env
 from harness.measure.energy import PowerSampler, discover_sources, job_gpus
 from harness.measure.env import collect_env
 from harness.hardware import comparison_modes, datasheet_peak
 from harness.measure.peak import measure_peak
-from harness.results.record import (AnalyticFlops, DatasheetPeakInfo, DeviceInfo, Environment, FlopSummary, Fp8Info,
-                                    Measurement, MeasuredPeakInfo, RankResult, RunRecord, World)
+from harness.results.record import (AnalyticFlops, DatasheetPeakInfo, DeviceInfo, Environment, ExpertLoad,
+                                    FlopSummary, Fp8Info, Measurement, MeasuredPeakInfo, MoeSummary, RankResult,
+                                    RunRecord, World)
 from harness.measure.timing import Clock, StepTimes, clock_for, time_steps
 from harness.measure.train import autocast_for, check_dtype, convert_fp8, prepare, resolve_device
 
@@ -52,7 +54,26 @@ def analytic_summary(analytic: AnalyticCounts, params) -> AnalyticFlops:
     return AnalyticFlops(six_n_per_step=analytic.six_n, palm_per_step=analytic.palm,
                          kaplan_forward_per_step=analytic.kaplan_forward, megatron_per_step=analytic.megatron,
                          megatron_recompute_per_step=analytic.megatron_recompute,
-                         non_embedding_params=params.non_embedding)
+                         non_embedding_params=params.non_embedding, active_non_embedding_params=params.n_active)
+
+
+def moe_summary(layout, model_count, hardware_count, routed: dict[str, list[int]], device_type: str):
+    """A mixture of experts' part of the record (None for a dense model): expert FLOPs counted on
+    the fake replica (balanced: shapes only) and on the real step (rows as routed), and the
+    load measured on that step (`routed`, from flops.count.routed_tokens)."""
+    if layout is None:
+        return None
+    load = None
+    if routed:
+        load = ExpertLoad.from_layers([routed[name] for name in layout.modules if name in routed],
+                                      f"{device_type} model, untimed step: real routing of the synthetic batch "
+                                      "(random weights)")
+    return MoeSummary(experts=layout.experts, experts_per_token=layout.experts_per_token, moe_layers=layout.layers,
+                      expert_params=layout.expert_params,
+                      expert_params_active=layout.expert_params - layout.inactive_params,
+                      expert_flops_balanced_per_step=expert_flops(model_count, layout),
+                      expert_flops_routed_per_step=expert_flops(hardware_count, layout),
+                      expert_load=load, routing=MOE_ROUTING_CONVENTION)
 
 
 def _peak_memory(device: torch.device) -> tuple[int, str]:
@@ -124,12 +145,14 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
     analytic = analytic_flops(spec, params)
 
     log(f"building the model on {device.type} and counting hardware FLOPs on an untimed step")
-    model = build_model(spec.model, device, seed=spec.train.seed)
+    model = build_model(spec.model, device, seed=spec.train.seed, documents=spec.train.documents)
     batch = make_batch(spec, device)
     if spec.train.checkpointing:  # before counting, so that recomputation is in the hardware count
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    hardware_count = count_flops(model, batch, kind="hardware",
-                                 autocast=autocast_for(device, spec.train.dtype)).scaled(spec.train.grad_accum)
+    with routed_tokens(model) as routed:  # a mixture of experts' real routing on this step
+        hardware_count = count_flops(model, batch, kind="hardware",
+                                     autocast=autocast_for(device, spec.train.dtype)).scaled(spec.train.grad_accum)
+    moe = moe_summary(params.experts, model_count, hardware_count, routed, device.type)
     fp8 = None
     if spec.train.dtype == "fp8":  # after the hardware count (bf16), before DDP/FSDP and compile
         conversion = convert_fp8(model)
@@ -193,7 +216,8 @@ def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: Dis
         hardware_flops=FlopSummary(per_rank_per_step=hardware_count.total, by_op=dict(hardware_count.by_op),
                                    counted_on=f"{device.type} model, untimed step", recomputation_counted=True),
         analytic=analytic_summary(analytic, params), uncounted_ops=dict(hardware_count.uncounted_ops),
-        params=params.total, params_non_embedding=params.non_embedding,
+        params=params.total, params_non_embedding=params.non_embedding, params_active=params.active,
+        params_active_non_embedding=params.n_active, moe=moe,
         datasheet=_sheet_info(sheet), measured_peak=_measured_info(measured_peak),
         datasheet_also=[_sheet_info(x) for x in sheets_also], measured_also=[_measured_info(x) for x in measured_also],
         fp8=fp8,

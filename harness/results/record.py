@@ -13,7 +13,8 @@ tokens and rates are the world's (every rank, every micro-batch); `flops.model` 
 `flops.hardware` hold one rank's count (`per_rank_per_step`).
 
 Versions of the JSON form: 1 (the first release: `flops.model.per_step`, one rank's), 2 (that
-count named `per_rank_per_step`, `flops.model.forward_by_module` added). `migrate` takes any known older
+count named `per_rank_per_step`, `flops.model.forward_by_module` added), 3 (`params_active`,
+`params_active_non_embedding` and `moe` added: mixtures of experts). `migrate` takes any known older
 form to the current one; each step is a function, append only.
 """
 
@@ -28,7 +29,7 @@ from harness.config import ModelSpec, RunSpec
 from harness.errors import ConfigError
 from harness.steps import StepTimes
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$"  # also a safe file name
 
 
@@ -75,6 +76,9 @@ class AnalyticFlops(Value):
     megatron_per_step: float
     megatron_recompute_per_step: float
     non_embedding_params: int
+    # the N of the formulas: active non-embedding parameters (a mixture of experts); None in
+    # records written before mixtures of experts, whose N was non_embedding_params
+    active_non_embedding_params: int | None = None
 
 
 class Flops(Value):
@@ -84,6 +88,45 @@ class Flops(Value):
     analytic: AnalyticFlops | None = None
     uncounted_ops: dict[str, int] = {}
     grad_accum_micro_batches: int = 1
+
+
+class ExpertLoad(Value):
+    """Measured routing of a mixture of experts on one real step (the synthetic batch, random
+    weights): token-expert assignments per expert (k per token), per MoE layer and summed."""
+
+    tokens_per_expert_by_layer: list[list[int]]
+    tokens_per_expert: list[int]
+    imbalance: float = Field(ge=1.0)            # max / mean of tokens_per_expert
+    max_layer_imbalance: float = Field(ge=1.0)  # the worst layer's max / mean
+    measured_on: str
+
+    @classmethod
+    def from_layers(cls, by_layer: list[list[int]], measured_on: str) -> "ExpertLoad":
+        def ratio(counts: list[int]) -> float:
+            mean = sum(counts) / len(counts)
+            return max(counts) / mean if mean else 1.0
+
+        total = [sum(layer[i] for layer in by_layer) for i in range(len(by_layer[0]))]
+        return cls(tokens_per_expert_by_layer=by_layer, tokens_per_expert=total, imbalance=ratio(total),
+                   max_layer_imbalance=max(ratio(layer) for layer in by_layer), measured_on=measured_on)
+
+
+class MoeSummary(Value):
+    """A mixture of experts: its layout, its expert FLOPs at balanced and at measured routing
+    (one rank, per optimizer step), and the measured expert load."""
+
+    experts: int = Field(ge=1)
+    experts_per_token: int = Field(ge=1)
+    moe_layers: int = Field(ge=1)
+    expert_params: int
+    expert_params_active: int
+    # counted on the fake replica from shapes (tokens x k rows): the count at any, so also at
+    # perfectly balanced, routing
+    expert_flops_balanced_per_step: int
+    # counted on the real untimed step from the rows each expert was routed; None when not run
+    expert_flops_routed_per_step: int | None = None
+    expert_load: ExpertLoad | None = None
+    routing: str = ""
 
 
 class DatasheetPeakInfo(Value):
@@ -386,6 +429,9 @@ class Measurement(BaseModel):
     params: int
     params_non_embedding: int
     datasheet: DatasheetPeakInfo
+    params_active: int | None = None              # None: dense, = params
+    params_active_non_embedding: int | None = None
+    moe: MoeSummary | None = None
     measured_peak: MeasuredPeakInfo
     datasheet_also: list[DatasheetPeakInfo] = []
     measured_also: list[MeasuredPeakInfo] = []
@@ -415,6 +461,9 @@ class RunRecord(Value):
     model: ModelSpec
     params: int
     params_non_embedding: int
+    # what one token uses: = params for a dense model; a mixture of experts' routed experts at k of E
+    params_active: int
+    params_active_non_embedding: int
     batch_size: int = Field(gt=0)
     seq_len: int = Field(gt=0)
     decoder_seq_len: int | None
@@ -465,6 +514,7 @@ class RunRecord(Value):
     # bf16 measured); records written before it have none
     utilization: list[PeakUtilization] = []
     fp8: Fp8Info | None = None
+    moe: MoeSummary | None = None
     schema_version: int = SCHEMA_VERSION
 
     @field_validator("created_at")
@@ -549,6 +599,9 @@ class RunRecord(Value):
         return cls(
             run_id=m.run_id, created_at=m.created_at.isoformat(timespec="seconds"), config_hash=spec.config_hash(),
             model=spec.model, params=m.params, params_non_embedding=m.params_non_embedding,
+            params_active=m.params if m.params_active is None else m.params_active,
+            params_active_non_embedding=(m.params_non_embedding if m.params_active_non_embedding is None
+                                         else m.params_active_non_embedding), moe=m.moe,
             batch_size=spec.train.batch_size, seq_len=spec.train.seq_len,
             decoder_seq_len=spec.train.decoder_seq_len, grad_accum=spec.train.grad_accum,
             dtype=spec.train.dtype, device=m.device, compile=spec.train.compile,
@@ -625,8 +678,15 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "flops": flops, "schema_version": 2}
 
 
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 → v3: active parameters added. Every v2 record is of a dense model (bert, gpt2, t5,
+    llama: mixtures of experts came with v3), whose active parameters are all of them."""
+    return {**data, "params_active": data.get("params"),
+            "params_active_non_embedding": data.get("params_non_embedding"), "schema_version": 3}
+
+
 # version it produces → the step from the version before. Append only; never edit a step.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {2: _v1_to_v2, 3: _v2_to_v3}
 
 
 def migrate(data: dict[str, Any]) -> dict[str, Any]:

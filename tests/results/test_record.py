@@ -39,7 +39,7 @@ def test_a_v1_fixture_loads_with_its_per_rank_count_renamed(name):
     assert record.flops.model.per_rank_per_step == model_count
     assert record.flops.hardware.per_rank_per_step == hardware_count
     assert record.flops.model.forward_by_module is None  # v1 never counted it: unknown, not empty
-    assert record.schema_version == SCHEMA_VERSION == 2
+    assert record.schema_version == SCHEMA_VERSION == 3
     assert data == fixture_json(name)  # migrating never changes the caller's dict
 
 
@@ -51,7 +51,14 @@ def test_a_v1_fixture_loses_nothing_else(name):
         summary = expected["flops"][part]
         summary["per_rank_per_step"] = summary.pop("per_step")
         summary["forward_by_module"] = None
-    expected["schema_version"] = 2
+    expected["schema_version"] = 3
+    # v3: every older record is of a dense model, whose active parameters are all of them
+    expected["params_active"], expected["params_active_non_embedding"] = v1["params"], v1["params_non_embedding"]
+    expected["moe"] = None
+    expected["flops"]["analytic"].setdefault("active_non_embedding_params", None)
+    for model in (expected["model"], expected["spec"]["model"]):  # family hf's keys: not used
+        model.update(model_type=None, config=None)
+    expected["spec"]["train"].update(pack=False, doc_len=None)  # packing: not used
     if expected.get("energy") is not None:   # fields added after v1, with their defaults
         expected["energy"].setdefault("note", None)
         for field in ("devices", "host_gpus", "host_share", "host_share_method", "per_device", "host_per_device"):
@@ -96,7 +103,7 @@ def test_a_v1_record_file_imports_and_loads_as_a_record(tmp_path):
     assert loaded == RunRecord.from_json(v1)
     assert results.get(v1["run_id"][:12], root) == loaded
     stored = json.loads((root / "runs" / f"{v1['run_id']}.json").read_text())  # written in the current form
-    assert stored["schema_version"] == 2 and "per_step" not in stored["flops"]["model"]
+    assert stored["schema_version"] == 3 and "per_step" not in stored["flops"]["model"]
     assert stored == loaded.to_dict()
 
 
@@ -107,7 +114,7 @@ def test_a_v1_database_row_loads_as_a_record(tmp_path):
     assert set(loaded) == {plain["run_id"], sliced["run_id"]}
     for data in (plain, sliced):
         record = loaded[data["run_id"]]
-        assert record.schema_version == 2
+        assert record.schema_version == 3
         assert record.flops.model.per_rank_per_step == data["flops"]["model"]["per_step"]
         assert record == RunRecord.from_json(data)
     frame = results.load(tmp_path, with_record=True)
@@ -331,3 +338,34 @@ def test_records_are_frozen_and_evolve_validates():
         record.evolve(run_id="../escape")
     with pytest.raises(ValidationError):
         record.evolve(median_step_s=float("nan"))
+
+
+def test_a_v2_record_loads_as_a_dense_v3_record():
+    data = v2(schema_version=2)  # the v2 form: none of the fields added since
+    for key in ("params_active", "params_active_non_embedding", "moe"):
+        del data[key]
+    del data["flops"]["analytic"]["active_non_embedding_params"]
+    for model in (data["model"], data["spec"]["model"]):
+        del model["model_type"], model["config"]
+    for key in ("pack", "doc_len"):
+        del data["spec"]["train"][key]
+    record = RunRecord.from_json(data)
+    assert record.schema_version == 3 and record.moe is None
+    assert (record.params_active, record.params_active_non_embedding) == (record.params, record.params_non_embedding)
+
+
+def test_a_mixture_of_experts_record_carries_its_load_and_round_trips():
+    from harness.results.record import ExpertLoad, MoeSummary
+
+    load = ExpertLoad.from_layers([[14, 11, 18, 21], [20, 12, 14, 18]], "cpu model, untimed step")
+    assert load.tokens_per_expert == [34, 23, 32, 39]
+    assert load.imbalance == 39 / 32 and load.max_layer_imbalance == 21 / 16
+    moe = MoeSummary(experts=4, experts_per_token=2, moe_layers=2, expert_params=49152, expert_params_active=24576,
+                     expert_flops_balanced_per_step=4718592, expert_flops_routed_per_step=4718592,
+                     expert_load=load, routing="dropless top-k")
+    record = make_record({"moe": moe.model_dump(), "params_active": 39328})
+    again = RunRecord.from_json(json.loads(json.dumps(record.to_dict())), "text")
+    assert again == record and again.moe.expert_load.tokens_per_expert_by_layer[1] == [20, 12, 14, 18]
+    with pytest.raises(Exception):
+        ExpertLoad(tokens_per_expert_by_layer=[[1]], tokens_per_expert=[1], imbalance=0.5,
+                   max_layer_imbalance=1.0, measured_on="x")

@@ -136,7 +136,7 @@ def test_a_v1_database_migrates_forward_and_backfills(tmp_path):
         current = RunRecord.from_json(data if data["run_id"] != "odd" else {**data, "energy": None})
         for name, value in store.flat_row(current).items():
             if name == "record_schema_version":
-                assert frame.loc[data["run_id"], name] == 1 and value == SCHEMA_VERSION == 2
+                assert frame.loc[data["run_id"], name] == 1 and value == SCHEMA_VERSION == 3
                 continue
             got = frame.loc[data["run_id"], name] if name != "run_id" else data["run_id"]
             assert got == value or (value is None and got != got), (data["run_id"], name)
@@ -151,7 +151,7 @@ def test_v1_rows_are_read_as_current_records(tmp_path):
     store.save(record("after"), tmp_path)
     loaded = {r.run_id: r for r in store.load_records(tmp_path)}
     assert set(loaded) == {"plain", "energy", "multi", "after"}
-    assert all(isinstance(r, RunRecord) and r.schema_version == 2 for r in loaded.values())
+    assert all(isinstance(r, RunRecord) and r.schema_version == 3 for r in loaded.values())
     v1_per_step = fixture_json()["flops"]["model"]["per_step"]
     assert loaded["plain"].flops.model.per_rank_per_step == v1_per_step == 1459617792
     assert loaded["plain"].world_size == 1 and loaded["plain"].energy is None  # absent in v1: defaults
