@@ -23,6 +23,11 @@ PARQUET_MAGIC = b"PAR1"
 REPORT_ENTRIES = frozenset({"report.md", "report.html", "figures"})  # what a report folder holds
 
 
+class WriteError(ConfigError, OSError):
+    """A file could not be written (no such folder, read-only, a folder in the way, disk full): one
+    line naming the path; an OSError too, for callers that degrade on one (the price cache)."""
+
+
 def _reason(err: OSError) -> str:
     return err.strerror or str(err)
 
@@ -50,15 +55,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
     except OSError as err:
-        raise ConfigError(str(path), f"cannot write here ({_reason(err)}); nothing was written") from None
+        raise WriteError(str(path), f"cannot write here ({_reason(err)}); nothing was written") from None
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException as err:
         with signals_deferred():
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise ConfigError(str(path), f"cannot write it ({_reason(err)}); nothing was written") from None
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise WriteError(str(path), f"cannot write it ({_reason(err)}); nothing was written") from None
         raise
 
 
@@ -86,7 +91,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     except OSError as err:
-        raise ConfigError(str(path), f"cannot write here ({_reason(err)}); nothing was written") from None
+        raise WriteError(str(path), f"cannot write here ({_reason(err)}); nothing was written") from None
     try:
         yield tmp
         with signals_deferred():  # the swap is two renames: no interrupt between them
@@ -105,8 +110,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException as err:
         with signals_deferred():
             shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, OSError):
-            raise ConfigError(str(path), f"cannot write it ({_reason(err)}); nothing was written") from None
+        if isinstance(err, OSError) and not isinstance(err, WriteError):
+            raise WriteError(str(path), f"cannot write it ({_reason(err)}); nothing was written") from None
         raise
 
 

@@ -289,6 +289,8 @@ def _json_path(results_dir: Path, run_id: str) -> Path:
 
 def _write_failed(err: BaseException, results_dir: Path) -> BaseException:
     """The one-line error for a write that failed on the database's lock or the file system."""
+    if isinstance(err, ConfigError):
+        return err
     if isinstance(err, sqlite3.OperationalError) and _is_locked(err):
         return _locked(Path(results_dir) / DB_NAME)
     if isinstance(err, (OSError, sqlite3.OperationalError)):
