@@ -236,14 +236,15 @@ class Get:
 
 
 @contextmanager
-def session(source: str, timeout_s: float = DEFAULT_TIMEOUT_S, deadline_s: float = DEFAULT_DEADLINE_S) -> Iterator[Get]:
+def session(source: str, timeout_s: float = DEFAULT_TIMEOUT_S, deadline_s: float | None = None) -> Iterator[Get]:
     """A `Get` for `source` over a fresh client that follows no redirects, asks for gzip or
     deflate only, waits at most `timeout_s` for any one read and ends the whole fetch (every page,
-    every try) within `deadline_s`."""
+    every try) within `deadline_s` (default DEFAULT_DEADLINE_S)."""
+    deadline_s = DEFAULT_DEADLINE_S if deadline_s is None else deadline_s
     deadline = time.monotonic() + deadline_s
     transport = httpx.HTTPTransport()
     # httpx takes no network backend: its pool is httpcore's, rebuilt with sockets bounded by the deadline
     transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(),
                                               network_backend=_DeadlineBackend(deadline))
     with httpx.Client(timeout=timeout_s, follow_redirects=False, headers=_HEADERS, transport=transport) as client:
-        yield Get(client, source, timeout_s, deadline, deadline_s)
+        yield Get(client, source, timeout_s, deadline, deadline_s, MAX_BODY_BYTES, MAX_DECODED_BYTES)
