@@ -194,12 +194,18 @@ def read_records(path: Path) -> list[RunRecord]:
         for i, text in enumerate(frame["record_json"], start=1):
             try:
                 data = json.loads(text)
+            except RecursionError:
+                raise ConfigError(f"{name}: row {i}", "record_json is nested too deeply") from None
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{name}: row {i}", f"record_json is not valid JSON ({err})") from None
             out.append(RunRecord.from_json(data, f"{name}: row {i}"))
         return out
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(name, "JSON nested too deeply to be a run record") from None
+    except OSError as err:
+        raise ConfigError(name, f"cannot read it ({err.strerror or err})") from None
     except UnicodeDecodeError:
         raise ConfigError(name, "not a text file (expected JSON, CSV or Parquet)") from None
     except ValueError as err:

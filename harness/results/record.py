@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Any, Callable, Literal
 
@@ -560,7 +561,13 @@ class RunRecord(Value):
 
 
 
+PRESET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # every preset's name fits
+
+
 def _check_dimensions(model: ModelSpec, prefix: str = "") -> None:
+    if model.preset is not None and not PRESET_NAME_PATTERN.match(model.preset):
+        shown = model.preset if len(model.preset) <= 40 else model.preset[:40] + "..."
+        raise ValueError(f"{prefix}preset {shown!r} is not a preset name (letters, digits, . _ + -)")
     for name in ("layers", "decoder_layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab",
                  "max_positions"):
         value = getattr(model, name, None)
@@ -593,7 +600,8 @@ def validation_error(err: ValidationError, where: str) -> ConfigError:
     """The first problem of a ValidationError as one ConfigError naming `where` and the field."""
     missing = [str(e["loc"][0]) for e in err.errors() if e["type"] == "missing" and len(e["loc"]) == 1]
     if missing:
-        return ConfigError(where, f"not a run record: missing {', '.join(missing)}")
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        return ConfigError(where, f"not a run record: missing {', '.join(missing[:6])}{more}")
     first = err.errors()[0]
     field = ".".join(str(p) for p in first["loc"])
     kind = first["type"]
