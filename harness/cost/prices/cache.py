@@ -44,7 +44,8 @@ def table_from_dict(data: Any, provenance: str = "cache") -> PriceTable:
         if not isinstance(row, dict) or set(row) != _OFFER_FIELDS:
             raise ValueError("an offer has missing or extra fields")
         offer = Offer(**row, provenance=provenance)
-        if not (isinstance(offer.gpus_per_instance, int) and offer.gpus_per_instance >= 1
+        if not (isinstance(offer.gpus_per_instance, int) and not isinstance(offer.gpus_per_instance, bool)
+                and offer.gpus_per_instance >= 1
                 and isinstance(offer.usd_per_hour, (int, float)) and 0 < offer.usd_per_hour < math.inf
                 and isinstance(offer.usd_per_gpu_hour, (int, float)) and 0 < offer.usd_per_gpu_hour < math.inf
                 and isinstance(offer.spot, bool) and isinstance(offer.gpu_only, bool)):
