@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import print_json as _print_json
+from harness.cli.common import print_json as _print_json, results_dir as _results_dir
 from harness.errors import ConfigError
 from harness.units import si as _si
 
@@ -113,9 +113,14 @@ def count(
     grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
     devices: int = typer.Option(1, "--devices", help="Data-parallel devices (batch is per device)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    force: bool = typer.Option(False, "--force", help="Let --csv overwrite an existing file that is not text."),
 ) -> None:
     """Count FLOPs of any model at any size (fake tensors: no memory), reconciled with formulas."""
     from harness.config import load_spec
+    from harness.files import check_output_path
+
+    if csv_out is not None:  # before counting: never the results database, a folder or a binary file
+        check_output_path(csv_out, force=force, db_path=_results_dir(None) / "harness.db", field="--csv")
 
     if mode not in ("forward", "train"):
         raise ConfigError("--mode", f"{mode!r} is not allowed; allowed: forward, train")

@@ -7,8 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, ON_PREM_USD_PER_GPU, on_prem_options,
-                                print_json as _print_json, results_dir as _results_dir)
+from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, ON_PREM_USD_PER_GPU, interruptible,
+                                on_prem_options, print_json as _print_json, results_dir as _results_dir)
 
 results_app = typer.Typer(no_args_is_help=True, help="The results database: list, show, export, import.")
 
@@ -92,12 +92,13 @@ def results_export(
     model: Optional[str] = _MODEL, device: Optional[str] = _DEVICE, dtype: Optional[str] = _DTYPE,
     since: Optional[str] = _SINCE, until: Optional[str] = _UNTIL,
     results_dir: Optional[Path] = _RESULTS_DIR,
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file that is not a CSV/Parquet file."),
 ) -> None:
     """Write stored runs as CSV or Parquet: flat columns plus record_json (the whole record)."""
     from harness.results.api import export
 
-    n = export(_results_dir(results_dir), out, fmt, model=model, device=device, dtype=dtype, since=since,
-               until=until)
+    n = export(_results_dir(results_dir), out, fmt, force=force, model=model, device=device, dtype=dtype,
+               since=since, until=until)
     print(f"{n} run(s) written to {out}")
 
 
@@ -110,7 +111,8 @@ def results_import(
     """Store records from other machines; run ids already stored are skipped. All or nothing."""
     from harness.results.api import import_files
 
-    result = import_files(files, _results_dir(results_dir))
+    with interruptible():  # SIGTERM as Ctrl-C: the transaction and the files it wrote are undone
+        result = import_files(files, _results_dir(results_dir))
     if as_json:
         _print_json({"added": list(result.added), "skipped": list(result.skipped), "files": list(result.files)})
         return
@@ -126,8 +128,13 @@ def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], res
     from harness.report import Options, build, write
     from harness.results.store import find_record, load_records
 
+    from harness.files import check_output_path
+    from harness.results.store import results_db
+
     if all_runs and run_ids:
         raise ConfigError("--all", "give RUN_ID ... or --all, not both")
+    out = out or results_dir / "report"
+    check_output_path(out, db_path=results_db(results_dir), kind="report")
     if not all_runs and not run_ids:
         raise ConfigError("RUN_ID", "give one or more run ids (or unique prefixes), or --all")
     stored = load_records(results_dir)
@@ -152,7 +159,7 @@ def write_report(run_ids: list[str], *, all_runs: bool, out: Optional[Path], res
 
     report = build(chosen, all_records=stored, cache_dir=results_dir / "cache" / "prices", options=options,
                    calibration=read_calibration(results_dir))
-    return write(report, out or results_dir / "report")
+    return write(report, out)
 
 
 def _check_options(options) -> None:
@@ -189,8 +196,10 @@ def report(
     on_prem = on_prem_options(on_prem_usd_per_gpu=on_prem_usd_per_gpu, amortize_years=amortize_years,
                               host_usd_per_gpu=host_usd_per_gpu, duty_cycle=duty_cycle, usd_per_kwh=usd_per_kwh,
                               goodput=goodput)
-    written = write_report(list(run_ids or []), all_runs=all_runs, out=out, results_dir=_results_dir(results_dir),
-                           corpus=corpus, plan=plan, gpu=gpu, dtype=dtype, on_prem=on_prem)
+    with interruptible():  # SIGTERM as Ctrl-C: the report appears whole or not at all
+        written = write_report(list(run_ids or []), all_runs=all_runs, out=out,
+                               results_dir=_results_dir(results_dir), corpus=corpus, plan=plan, gpu=gpu,
+                               dtype=dtype, on_prem=on_prem)
     print(f"report written to {written.html} (and {written.markdown.name}, {len(written.figures)} figures)")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from harness.files import write_atomic
+from harness.files import atomic_dir
 from harness.report.figures import Figure, _slug
 
 
@@ -132,13 +132,15 @@ def to_html(report: Report) -> str:
 
 
 def write(report: Report, out_dir: Path) -> Written:
-    """Write `out_dir/report.md`, `out_dir/report.html` and `out_dir/figures/*.png` (each atomically)."""
+    """Write `out_dir/report.md`, `out_dir/report.html` and `out_dir/figures/*.png`, all or nothing:
+    into a temporary folder beside `out_dir` that then replaces it (harness.files.atomic_dir), so
+    an error or an interrupt leaves the older report, or none, never part of one."""
     out_dir = Path(out_dir)
-    paths = []
-    for fig in report.figures:
-        path = out_dir / "figures" / f"{fig.key}.png"
-        write_atomic(path, fig.png)
-        paths.append(path)
-    write_atomic(out_dir / "report.md", to_markdown(report))
-    write_atomic(out_dir / "report.html", to_html(report))
-    return Written(out_dir / "report.md", out_dir / "report.html", tuple(paths))
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "figures").mkdir()
+        for fig in report.figures:
+            (tmp / "figures" / f"{fig.key}.png").write_bytes(fig.png)
+        (tmp / "report.md").write_text(to_markdown(report), encoding="utf-8")
+        (tmp / "report.html").write_text(to_html(report), encoding="utf-8")
+    paths = tuple(out_dir / "figures" / f"{fig.key}.png" for fig in report.figures)
+    return Written(out_dir / "report.md", out_dir / "report.html", paths)

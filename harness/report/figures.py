@@ -74,6 +74,11 @@ def _new_figure(width: float, height: float, ncols: int = 1, **kw):
 
 
 def _png(fig) -> bytes:
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):  # labels hold names from records: a "$" in one is text, never mathtext
+        if "$" in text.get_text():
+            text.set_parse_math(False)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.errors import ConfigError
-from harness.files import atomic_path
+from harness.files import atomic_path, check_output_path
 from harness.results.record import RunRecord
-from harness.results.store import DB_NAME, record_of_row, save_many
+from harness.results.store import DB_NAME, readable_records, results_db, save_many
 
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -39,6 +39,13 @@ def _when(value: str | date | datetime | None, name: str):
         raise ConfigError(name, f"{value!r} is not an ISO date or datetime (e.g. 2026-11-24 or "
                                 "2026-11-24T13:00:00Z)") from None
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _readable(frame, parsed):
+    """`frame` without the rows whose record did not parse (warned about, skipped)."""
+    import numpy as np
+
+    return frame.loc[np.array([r is not None for r in parsed], dtype=bool)].reset_index(drop=True)
 
 
 def _frame(results_dir: Path):
@@ -86,8 +93,10 @@ def load(results_dir: str | Path = "results", *, model: str | None = None, devic
     for name, value in (("since", since), ("until", until)):
         _when(value, f"results.{name}")
     frame = _filter(_frame(Path(results_dir)), model=model, device=device, dtype=dtype, since=since, until=until)
+    parsed = readable_records(Path(results_dir) / DB_NAME, zip(frame["run_id"], frame["record_json"]))
+    frame = _readable(frame, parsed)
     if with_record:
-        frame["record"] = [record_of_row(run_id, text) for run_id, text in zip(frame["run_id"], frame["record_json"])]
+        frame["record"] = [r for r in parsed if r is not None]
     return frame.drop(columns=["record_json"])
 
 
@@ -100,7 +109,7 @@ def get(run_id: str, results_dir: str | Path = "results") -> RunRecord:
     """One stored record by run id or a unique prefix of it; ConfigError when none or several match."""
     from harness.results.store import find_record
 
-    if not (Path(results_dir) / DB_NAME).exists():
+    if not results_db(Path(results_dir)).exists():
         raise ConfigError("results.run", f"no stored runs in {results_dir}")
     return find_record(Path(results_dir), run_id)
 
@@ -109,18 +118,25 @@ def get(run_id: str, results_dir: str | Path = "results") -> RunRecord:
 # Export
 
 
-def export(results_dir: str | Path, out: str | Path, fmt: str | None = None, **filters) -> int:
+def export(results_dir: str | Path, out: str | Path, fmt: str | None = None, *, force: bool = False,
+           **filters) -> int:
     """Write the selected runs to `out` as CSV or Parquet (`fmt`, default from the suffix): the
-    flat columns plus `record_json` (the whole record). Written atomically. Returns the row count."""
+    flat columns plus `record_json` (the whole record). Written atomically. Returns the row count.
+    `out` may not be the results database, a folder or (unless `force`) an existing file of another
+    kind (harness.files.check_output_path)."""
     out = Path(out)
     fmt = fmt or out.suffix.lstrip(".").lower()
+    check_output_path(out, force=force, db_path=Path(results_dir) / DB_NAME, kind=fmt if fmt == "parquet" else "csv",
+                      field="export.out")
     if fmt not in EXPORT_FORMATS:
         raise ConfigError("export.format", f"{fmt!r} is not allowed; allowed: {', '.join(EXPORT_FORMATS)}")
     frame = _filter(_frame(Path(results_dir)), **{k: filters.get(k) for k in
                                                   ("model", "device", "dtype", "since", "until")})
+    parsed = readable_records(Path(results_dir) / DB_NAME, zip(frame["run_id"], frame["record_json"]))
+    frame = _readable(frame, parsed)
     if frame.empty:
         raise ConfigError("export.out", f"no stored runs in {results_dir} match; nothing written")
-    frame["created_at"] = frame["record_json"].map(lambda text: json.loads(text)["created_at"])
+    frame["created_at"] = [r.created_at for r in parsed if r is not None]
     with atomic_path(out) as tmp:
         if fmt == "csv":
             frame.to_csv(tmp, index=False)
@@ -178,12 +194,18 @@ def read_records(path: Path) -> list[RunRecord]:
         for i, text in enumerate(frame["record_json"], start=1):
             try:
                 data = json.loads(text)
+            except RecursionError:
+                raise ConfigError(f"{name}: row {i}", "record_json is nested too deeply") from None
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{name}: row {i}", f"record_json is not valid JSON ({err})") from None
             out.append(RunRecord.from_json(data, f"{name}: row {i}"))
         return out
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(name, "JSON nested too deeply to be a run record") from None
+    except OSError as err:
+        raise ConfigError(name, f"cannot read it ({err.strerror or err})") from None
     except UnicodeDecodeError:
         raise ConfigError(name, "not a text file (expected JSON, CSV or Parquet)") from None
     except ValueError as err:

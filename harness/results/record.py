@@ -20,6 +20,9 @@ form to the current one; each step is a function, append only.
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from datetime import datetime
 from typing import Any, Callable, Literal
 
@@ -31,6 +34,13 @@ from harness.steps import StepTimes
 
 SCHEMA_VERSION = 3
 RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$"  # also a safe file name
+
+# Bounds on what a record may hold, checked on every record read (`from_json`): what SQLite and
+# arithmetic downstream can carry. Integers are SQLite's (signed 64 bits); no step of a real run
+# lasts 30 years; a record's JSON is at most a few levels deep (32 is far more than it needs).
+MAX_INT = 2**63 - 1
+MAX_SECONDS = 1e9
+MAX_DEPTH = 32
 
 
 class Value(BaseModel):
@@ -529,9 +539,29 @@ class RunRecord(Value):
     @field_validator("step_times_s", "warmup_times_s")
     @classmethod
     def _non_negative(cls, times: list[float]) -> list[float]:
-        if any(t < 0 for t in times):
-            raise ValueError("must be a list of non-negative seconds")
+        if any(not 0 <= t <= MAX_SECONDS for t in times):
+            raise ValueError(f"must be a list of seconds from 0 to {MAX_SECONDS:g}")
         return times
+
+    @field_validator("median_step_s", "total_measured_s", "iqr_step_s")
+    @classmethod
+    def _seconds(cls, value: float | None) -> float | None:
+        if value is not None and value > MAX_SECONDS:
+            raise ValueError(f"must be at most {MAX_SECONDS:g} s, got {value:g}")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _dimensions(cls, model: ModelSpec) -> ModelSpec:
+        """A stored model has at least one of each dimension (a record of size 0 divides by zero)."""
+        _check_dimensions(model)
+        return model
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_dimensions(cls, spec: RunSpec) -> RunSpec:
+        _check_dimensions(spec.model, "model.")
+        return spec
 
     # -- derived views: one name each, so no consumer re-derives them --
 
@@ -570,8 +600,10 @@ class RunRecord(Value):
         ConfigError naming `where`, the field and what is wrong on anything else."""
         if not isinstance(data, dict):
             raise ConfigError(where, f"a record must be a JSON object, got {type(data).__name__}")
+        check_json_shape(data, where)
         try:
-            return cls.model_validate(migrate(data))
+            # strict, as JSON: an integer field takes no boolean, float or numeric string
+            return cls.model_validate_json(json.dumps(migrate(data), allow_nan=False), strict=True)
         except ConfigError as err:
             raise ConfigError(f"{where}: {err.field}", err.message) from None
         except ValidationError as err:
@@ -638,11 +670,47 @@ class RunRecord(Value):
 
 
 
+PRESET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")  # every preset's name fits
+
+
+def _check_dimensions(model: ModelSpec, prefix: str = "") -> None:
+    if model.preset is not None and not PRESET_NAME_PATTERN.match(model.preset):
+        shown = model.preset if len(model.preset) <= 40 else model.preset[:40] + "..."
+        raise ValueError(f"{prefix}preset {shown!r} is not a preset name (letters, digits, . _ + -)")
+    for name in ("layers", "decoder_layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab",
+                 "max_positions"):
+        value = getattr(model, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"{prefix}{name} must be at least 1, got {value}")
+
+
+def check_json_shape(data: Any, where: str = "record") -> None:
+    """ConfigError naming `where` and the place when parsed JSON nests deeper than MAX_DEPTH, holds
+    an integer beyond 64 bits or a number that is not finite. Iterative: never a RecursionError."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, place, depth = stack.pop()
+        field = f"{where}: {place if len(place) <= 60 else place[:60] + '...'}" if place else where
+        if depth > MAX_DEPTH:
+            raise ConfigError(field, f"nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, f"{place}.{k}" if place else str(k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{place}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and not -MAX_INT - 1 <= value <= MAX_INT:
+            raise ConfigError(field, f"integer beyond 64 bits ({len(str(abs(value)))} digits)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(field, f"must be finite, got {value}")
+
+
 def validation_error(err: ValidationError, where: str) -> ConfigError:
     """The first problem of a ValidationError as one ConfigError naming `where` and the field."""
     missing = [str(e["loc"][0]) for e in err.errors() if e["type"] == "missing" and len(e["loc"]) == 1]
     if missing:
-        return ConfigError(where, f"not a run record: missing {', '.join(missing)}")
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        return ConfigError(where, f"not a run record: missing {', '.join(missing[:6])}{more}")
     first = err.errors()[0]
     field = ".".join(str(p) for p in first["loc"])
     kind = first["type"]

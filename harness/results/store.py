@@ -20,13 +20,15 @@ write, and the file stays byte-identical.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from harness.errors import ConfigError
-from harness.files import write_json_atomic
+from harness.files import signals_deferred, write_json_atomic
 from harness.results import record as record_module
 from harness.results.record import RunRecord
 
@@ -121,7 +123,11 @@ def _check_header(db_path: Path) -> None:
 def _version(conn: sqlite3.Connection, db_path: Path) -> int:
     """The database's schema version: 0 for a database with no tables at all (new); ConfigError
     for one that is not ours or is newer than this code. Reads only."""
-    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    objects = conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+    tables = {name for kind, name in objects if kind == "table"}
+    foreign = sorted(f"{kind} {name}" for kind, name in objects if kind in ("trigger", "view"))
+    if foreign:  # harness makes neither: a trigger could delete or rewrite rows behind our back
+        raise _refuse(db_path, f"an SQLite database with triggers or views harness did not make ({', '.join(foreign)})")
     if not tables:
         return 0
     if not {"meta", "runs"} <= tables:
@@ -162,18 +168,30 @@ def _wal(conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
 
 
-def _locked_retry(action, timeout_s: float = 30.0):
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another writer's lock
+
+
+def _locked(db_path: Path) -> ConfigError:
+    return ConfigError(str(db_path), f"locked by another writer for more than {BUSY_TIMEOUT_S:g} s; "
+                                     "nothing was written (try again when it has finished)")
+
+
+def _is_locked(err: sqlite3.OperationalError) -> bool:
+    return "locked" in str(err) or "busy" in str(err)
+
+
+def _locked_retry(action, timeout_s: float | None = None):
     """Run `action`, retrying while another process holds a lock that SQLite's busy handler does
     not wait for (switching the journal mode, racing to create the schema)."""
     import random
     import time
 
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + (BUSY_TIMEOUT_S if timeout_s is None else timeout_s)
     while True:
         try:
             return action()
         except sqlite3.OperationalError as err:
-            if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+            if not _is_locked(err) or time.monotonic() > deadline:
                 raise
             time.sleep(0.02 + 0.05 * random.random())
 
@@ -188,15 +206,26 @@ def connect(db_path: Path, *, create: bool = True) -> sqlite3.Connection:
     elif not create:
         raise ConfigError(str(db_path), "no results database here")
     else:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, timeout=30.0, isolation_level=None)
+        try:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a file where the folder should be, a symlink loop, no permission
+            raise ConfigError(str(db_path.parent), f"cannot use it as the results folder "
+                                                   f"({err.strerror or err})") from None
     try:
-        conn.execute("PRAGMA busy_timeout=30000")
+        conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.OperationalError as err:  # a folder, a symlink loop, no permission
+        raise ConfigError(str(db_path), f"cannot open the results database ({err})") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         try:
             version = _locked_retry(lambda: _version(conn, db_path))  # reads only: a foreign file stays as it is
             _locked_retry(lambda: _wal(conn))
             if version < DB_SCHEMA_VERSION:
                 _locked_retry(lambda: _migrate(conn, db_path))
+        except sqlite3.OperationalError as err:
+            if _is_locked(err):
+                raise _locked(db_path) from None
+            raise ConfigError(str(db_path), f"cannot use the results database ({err})") from None
         except sqlite3.DatabaseError as err:
             raise _refuse(db_path, f"unreadable as a harness database ({err})") from None
     except BaseException:
@@ -205,10 +234,23 @@ def connect(db_path: Path, *, create: bool = True) -> sqlite3.Connection:
     return conn
 
 
+def results_db(results_dir: Path) -> Path:
+    """`results_dir`'s database path; ConfigError when `results_dir` is there but is not a folder
+    (a file, a symlink loop, a dangling link)."""
+    results_dir = Path(results_dir)
+    if os.path.lexists(results_dir) and not os.path.isdir(results_dir):
+        if os.path.islink(results_dir):
+            what = "a symbolic link that leads to no folder (a loop, or a missing target)"
+        else:
+            what = "a file, not a folder"
+        raise ConfigError(str(results_dir), f"the results folder is {what} (use --results-dir / $HARNESS_RESULTS_DIR)")
+    return results_dir / DB_NAME
+
+
 def check(results_dir: Path) -> None:
     """Raise ConfigError now if `results_dir`'s database exists and is not usable, so that a run
     fails before it measures rather than when it saves."""
-    db_path = Path(results_dir) / DB_NAME
+    db_path = results_db(results_dir)
     if db_path.exists():
         connect(db_path).close()
 
@@ -245,41 +287,61 @@ def _json_path(results_dir: Path, run_id: str) -> Path:
     return results_dir / RUNS_DIR / f"{run_id}.json"
 
 
+def _write_failed(err: BaseException, results_dir: Path) -> BaseException:
+    """The one-line error for a write that failed on the database's lock or the file system."""
+    if isinstance(err, ConfigError):
+        return err
+    if isinstance(err, sqlite3.OperationalError) and _is_locked(err):
+        return _locked(Path(results_dir) / DB_NAME)
+    if isinstance(err, (OSError, sqlite3.OperationalError)):
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        where = getattr(err, "filename", None) or results_dir
+        return ConfigError(str(where), f"cannot store the run ({reason}); nothing was written")
+    return err
+
+
 def save(record: RunRecord, results_dir: Path) -> Path:
     """Store `record` as results_dir/runs/<run_id>.json and a row in results_dir/harness.db.
-    Returns the JSON path. A run id already stored raises sqlite3.IntegrityError."""
+    Returns the JSON path. A run id already stored raises sqlite3.IntegrityError; a lock held
+    longer than BUSY_TIMEOUT_S or an unwritable folder, ConfigError."""
     json_path = _json_path(results_dir, record.run_id)
-    conn = connect(results_dir / DB_NAME)
+    conn = connect(results_db(results_dir))
     try:
-        conn.execute("BEGIN IMMEDIATE")
         written = False
         try:
+            conn.execute("BEGIN IMMEDIATE")
             _insert(conn, record)
             write_json_atomic(json_path, record.to_dict())
             written = True
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            if written:  # never remove a file another run wrote
-                json_path.unlink(missing_ok=True)
-            raise
+        except BaseException as err:
+            with signals_deferred():  # a second Ctrl-C must not stop the clean-up half-way
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if written:  # never remove a file another run wrote
+                    json_path.unlink(missing_ok=True)
+            failure = _write_failed(err, results_dir)
+            if failure is err:
+                raise
+            raise failure from None
     finally:
         conn.close()
     return json_path
 
 
 def save_many(records: Iterable[RunRecord], results_dir: Path) -> tuple[list[str], list[str]]:
-    """Store records not stored yet, all in one transaction: every new one or none.
-    Returns (added run ids, run ids already stored and skipped)."""
+    """Store records not stored yet, all in one transaction: every new one or none, files and
+    rows alike (an error or an interrupt removes the files this call wrote and rolls the rows
+    back). Returns (added run ids, run ids already stored and skipped)."""
     records = list(records)
     paths = [_json_path(results_dir, r.run_id) for r in records]
-    conn = connect(results_dir / DB_NAME)
+    conn = connect(results_db(results_dir))
     added: list[str] = []
     skipped: list[str] = []
     written: list[Path] = []
     try:
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             for record, path in zip(records, paths):
                 run_id = record.run_id
                 if run_id in added or conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
@@ -287,15 +349,20 @@ def save_many(records: Iterable[RunRecord], results_dir: Path) -> tuple[list[str
                     continue
                 _insert(conn, record)
                 if not path.exists():  # the file may be there already (a copied runs/ folder)
+                    written.append(path)  # before the write: an interrupt inside it leaves no file either
                     write_json_atomic(path, record.to_dict())
-                    written.append(path)
                 added.append(run_id)
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            for path in written:
-                path.unlink(missing_ok=True)
-            raise
+        except BaseException as err:
+            with signals_deferred():
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for path in written:
+                    path.unlink(missing_ok=True)
+            failure = _write_failed(err, results_dir)
+            if failure is err:
+                raise
+            raise failure from None
     finally:
         conn.close()
     return added, skipped
@@ -305,7 +372,7 @@ def load_runs(results_dir: Path):
     """All stored runs as a pandas DataFrame (flat columns; `record_json` holds the rest)."""
     import pandas as pd
 
-    db_path = Path(results_dir) / DB_NAME
+    db_path = results_db(results_dir)
     if not db_path.exists():
         return pd.DataFrame(columns=[*COLUMNS, "record_json"])
     conn = connect(db_path)
@@ -321,14 +388,39 @@ def record_of_row(run_id: str, record_json: str) -> RunRecord:
     when the row cannot be read."""
     try:
         data = json.loads(record_json)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"stored run {run_id}", f"its record_json is not valid JSON ({err})") from None
+    except (TypeError, ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise ConfigError(f"stored run {run_id}", f"its record_json is not valid JSON ({reason})") from None
     return RunRecord.from_json(data, f"stored run {run_id}")
 
 
+_warned: set[tuple[str, str]] = set()
+
+
+def warn_unreadable(db_path: Path, run_id: str, err: ConfigError) -> None:
+    """Say once per process, on stderr, that a stored run was skipped and why."""
+    key = (str(db_path), run_id)
+    if key not in _warned:
+        _warned.add(key)
+        print(f"harness: warning: {db_path}: skipping {err}", file=sys.stderr)
+
+
+def readable_records(db_path: Path, rows: Iterable[tuple[str, str]]) -> list[RunRecord | None]:
+    """The record of each (run_id, record_json) row; None, with a warning naming the run, for a row
+    that no longer parses (hand-edited, or written by a broken tool): it never breaks the others."""
+    out: list[RunRecord | None] = []
+    for run_id, text in rows:
+        try:
+            out.append(record_of_row(run_id, text))
+        except ConfigError as err:
+            warn_unreadable(db_path, run_id, err)
+            out.append(None)
+    return out
+
+
 def load_records(results_dir: Path) -> list[RunRecord]:
-    """Every stored record, oldest first."""
-    db_path = Path(results_dir) / DB_NAME
+    """Every stored record that parses, oldest first (see `readable_records`)."""
+    db_path = results_db(results_dir)
     if not db_path.exists():
         return []
     conn = connect(db_path)
@@ -336,7 +428,7 @@ def load_records(results_dir: Path) -> list[RunRecord]:
         rows = conn.execute("SELECT run_id, record_json FROM runs ORDER BY created_at, run_id").fetchall()
     finally:
         conn.close()
-    return [record_of_row(run_id, text) for run_id, text in rows]
+    return [r for r in readable_records(db_path, rows) if r is not None]
 
 
 def find_record(results_dir: Path, run_id: str | None) -> RunRecord:

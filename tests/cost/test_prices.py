@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import collections
 import csv
+import gzip
 import json
+import math
 import socket
 import threading
 import time
+import tracemalloc
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from harness.cost import prices
@@ -77,6 +79,21 @@ n2-standard-2,2.0,8.0,,,,us-central1,us-central1-a,0.097118,0.02799
 """
 
 
+# Real rows of skypilot-catalog v6 azure/vms.csv (commit 098741e7, the file the catalog still serves
+# for Azure): no AvailabilityZone column, a Generation column, GpuInfo the bare GPU name; a CPU
+# size, a size whose GPU columns are empty, and an H100 size whose SpotPrice is its Price.
+AZURE_V6_CSV = """InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region,Generation
+Standard_A1_v2,,,1.0,2,,0.043,0.00473,eastus,V1
+Standard_NC16ads_A10_v4,,,16.0,200,,,,eastus,"V1,V2"
+Standard_NC24ads_A100_v4,A100-80GB,1,24.0,220,A100-80GB,3.673,0.444433,eastus,V2
+Standard_NC24s_v3,V100,4,24.0,448,V100,12.24,1.5912,eastus,"V1,V2"
+Standard_NC40ads_H100_v5,H100,1,40.0,320,H100,6.98,6.98,eastus,V2
+Standard_NC6s_v3,V100,1,6.0,112,V100,3.06,0.3978,eastus,"V1,V2"
+Standard_NC6s_v3,V100,1,6.0,112,V100,3.06,0.35343,westus2,"V1,V2"
+Standard_ND96asr_v4,A100,8,96.0,900,A100,27.197,2.99167,eastus,V2
+"""
+
+
 def lambda_gpu_info(name: str, count: int, mib: int) -> str:
     return ('"{\'Gpus\': [{\'Name\': \'%s\', \'Manufacturer\': \'NVIDIA\', \'Count\': %.1f, '
             "'MemoryInfo': {'SizeInMiB': %d}}], 'TotalGpuMemoryInMiB': %d}\"" % (name, count, mib, mib))
@@ -134,6 +151,9 @@ class Route:
     content_type: str = "text/csv; charset=utf-8"
     delay_s: float = 0.0
     send_bytes: int | None = None  # announce the full Content-Length but send only this many bytes
+    drip_s: float | None = None    # send the body one byte at a time, this many seconds apart
+    headers: tuple[tuple[str, str], ...] = ()
+    length: bool = True            # send Content-Length (else the body ends when the connection closes)
 
 
 class App:
@@ -162,8 +182,19 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(route.status)
             self.send_header("Content-Type", route.content_type)
-            self.send_header("Content-Length", str(len(route.body)))
+            if route.length:
+                self.send_header("Content-Length", str(len(route.body)))
+            else:
+                self.close_connection = True
+            for name, value in route.headers:
+                self.send_header(name, value)
             self.end_headers()
+            if route.drip_s is not None:
+                for i in range(len(route.body)):
+                    self.wfile.write(route.body[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(route.drip_s)
+                return
             self.wfile.write(route.body if route.send_bytes is None else route.body[:route.send_bytes])
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -208,7 +239,9 @@ def test_allowed_urls(url):
 
 @pytest.mark.parametrize("url", ["http://example.com/x", "http://10.0.0.1/x", "http://127.0.0.1.example.com/x",
                                  "http://127.0.0.1@example.com/x", "ftp://127.0.0.1/x", "file:///etc/passwd",
-                                 "not a url"])
+                                 "not a url", "https://example.com/\tx", "https://example.com/x\n",
+                                 "https://example.com:port/x", "https://example.com:99999/x", "https://exa mple.com/",
+                                 "https://example.com/\x7f", ""])
 def test_rejected_urls(url):
     with pytest.raises(ConfigError) as err:
         check_url(url)
@@ -338,6 +371,132 @@ def test_fetch_skypilot_csv(server):
     assert (table.source, table.url, table.fetched_at) == ("skypilot-aws", url, "2026-11-24T12:00:00Z")
     assert len(table.offers) == 11 and table.rejected == 7
     assert {o.source for o in table.offers} == {url} and {o.as_of for o in table.offers} == {"2026-11-24"}
+
+
+def test_fetch_skypilot_gcp_catalog_completes_gpu_rows_with_host_vms(server):
+    url = server.add("/gcp/vms.csv", GCP_CSV)
+    table = fetch("skypilot-gcp", url, now=NOW)
+    assert server.hits == {"/gcp/vms.csv": 1}
+    assert (table.source, table.url, table.rejected) == ("skypilot-gcp", url, 5)
+    offers = by_key(table.offers)
+    assert len(offers) == 10 and {o.source for o in table.offers} == {url}
+    # GPU row 2.93391 + a2-highgpu-1g host row 0.73948 of the same zone, in one offer named by the VM
+    a2 = offers[("a2-highgpu-1g", "us-central1", False)]
+    assert (a2.usd_per_hour, a2.host_usd_per_hour, a2.gpu_only) == (pytest.approx(3.67339), 0.73948, False)
+    a3 = offers[("a3-highgpu-8g", "us-central1", True)]
+    assert a3.usd_per_gpu_hour == pytest.approx((22.8008 + 2.75246) / 8)
+    assert offers[(f"B200 x8 {GPU_ONLY_SUFFIX}", "us-central1", False)].gpu_only  # its host row is 0.0
+
+
+def test_fetch_skypilot_azure_v6_catalog(server, tmp_path):
+    url = server.add("/azure/vms.csv", AZURE_V6_CSV)
+    table = fetch("skypilot-azure", url, now=NOW)
+    assert server.hits == {"/azure/vms.csv": 1}
+    assert dict(table.rejected_reasons) == {"no accelerator": 2, "spot price equals on-demand (a filled-in value)": 1}
+    offers = by_key(table.offers)
+    assert len(offers) == 11
+    nd = offers[("Standard_ND96asr_v4", "eastus", False)]
+    assert (nd.gpu, nd.gpus_per_instance, nd.usd_per_gpu_hour) == ("A100", 8, pytest.approx(27.197 / 8))
+    assert offers[("Standard_ND96asr_v4", "eastus", True)].usd_per_hour == 2.99167
+    a100 = offers[("Standard_NC24ads_A100_v4", "eastus", False)]
+    assert (a100.gpu, a100.usd_per_hour) == ("A100-80GB", 3.673)
+    # one size, two regions: two offers each way; the H100 size's "spot" (= on-demand) is dropped
+    assert offers[("Standard_NC6s_v3", "westus2", True)].usd_per_hour == 0.35343
+    assert offers[("Standard_NC6s_v3", "eastus", True)].usd_per_hour == 0.3978
+    assert ("Standard_NC40ads_H100_v5", "eastus", True) not in offers
+    assert offers[("Standard_NC40ads_H100_v5", "eastus", False)].usd_per_hour == 6.98
+    # and through load_prices: fetched, cached, then read back from the cache without a request
+    kw = dict(cache_dir=tmp_path, urls={"skypilot-azure": url})
+    first = load_prices(["skypilot-azure"], now=NOW, **kw)
+    again = load_prices(["skypilot-azure"], now=NOW + timedelta(hours=1), **kw)
+    assert server.hits == {"/azure/vms.csv": 2}
+    assert [t.provenance for t in (*first.tables, *again.tables)] == ["fetched", "cache"]
+    assert sorted(o.usd_per_hour for o in again.offers) == sorted(o.usd_per_hour for o in table.offers)
+
+
+def test_a_gzip_body_is_decoded(server):
+    url = server.add("/lambda/vms.csv", gzip.compress(LAMBDA_CSV.encode()), headers=(("Content-Encoding", "gzip"),))
+    assert len(fetch("skypilot-lambda", url, now=NOW).offers) == 4
+
+
+def test_a_decompression_bomb_stops_at_the_decoded_limit(server, monkeypatch):
+    monkeypatch.setattr(client, "MAX_DECODED_BYTES", 2**20)
+    bomb = gzip.compress(b"0" * (64 * 2**20), compresslevel=1)  # 64 MiB in ~280 KB
+    url = server.add("/aws/vms.csv", bomb, headers=(("Content-Encoding", "gzip"),))
+    tracemalloc.start()
+    try:
+        with pytest.raises(PriceFetchError, match="expands past the 1,048,576 bytes allowed"):
+            fetch("skypilot-aws", url, now=NOW)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # decompressed a bounded piece at a time: never the 64 MiB
+
+
+@pytest.mark.parametrize("length,why", [(True, "announces 3,418 bytes"), (False, "over the 1,000 bytes allowed")])
+def test_a_body_over_the_size_limit_is_refused(server, monkeypatch, length, why):
+    monkeypatch.setattr(client, "MAX_BODY_BYTES", 1000)
+    url = server.add("/aws/vms.csv", AWS_CSV, length=length)  # without a length: counted as it arrives
+    with pytest.raises(PriceFetchError, match=why):
+        fetch("skypilot-aws", url, now=NOW)
+
+
+def test_a_dripping_server_ends_within_the_whole_fetch_deadline(server):
+    url = server.add("/lambda/vms.csv", LAMBDA_CSV, drip_s=0.05)  # each read arrives well within its timeout
+    started = time.monotonic()
+    with pytest.raises(PriceFetchError, match="longer than the 1 s allowed for the whole fetch"):
+        fetch("skypilot-lambda", url, timeout_s=0.5, deadline_s=1.0, now=NOW)
+    assert time.monotonic() - started < 1.6
+
+
+def test_dripped_headers_end_within_the_deadline():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def drip():
+            conn, _ = listener.accept()
+            with conn:
+                try:
+                    for ch in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                        conn.sendall(bytes([ch]))
+                        time.sleep(0.05)
+                except OSError:
+                    pass
+
+        threading.Thread(target=drip, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(PriceFetchError, match="whole fetch"):
+            fetch("skypilot-lambda", f"http://127.0.0.1:{port}/vms.csv", timeout_s=0.5, deadline_s=1.0, now=NOW)
+        assert time.monotonic() - started < 1.6
+
+
+def test_json_nested_100000_deep_is_one_line(server):
+    url = server.add("/azure", "[" * 100_000 + "]" * 100_000, content_type="application/json")
+    with pytest.raises(PriceFetchError, match="nested too deeply"):
+        fetch("azure-retail", url, now=NOW)
+
+
+def test_prices_of_ten_to_the_400_are_rejected(server):
+    page1, _ = azure_pages(server.base)
+    text = json.dumps(dict(page1, NextPageLink=None))
+    text = text.replace("98.32", "1" + "0" * 400, 1).replace("6.98", "1e400", 1)  # an integer, and a float → inf
+    url = server.add("/azure", text, content_type="application/json")
+    table = fetch("azure-retail", url, now=NOW)
+    assert dict(table.rejected_reasons)["non-numeric price"] == 2
+    assert all(math.isfinite(o.usd_per_hour) for o in table.offers)
+
+
+@pytest.mark.parametrize("link", ["http://127.0.0.1:99999/next", "http://127.0.0.1:8a/next",
+                                  "https://prices.azure.com/api\x01next", "https://prices.azure.com/a b",
+                                  "https://prices.azure.com/next\n"])
+def test_a_bad_next_page_link_is_not_followed(server, link):
+    page1, _ = azure_pages(server.base)
+    url = server.add("/azure", dict(page1, NextPageLink=link))
+    with pytest.raises(PriceFetchError, match="NextPageLink not followed"):
+        fetch("azure-retail", url, now=NOW)
+    assert server.hits == {"/azure": 1}
 
 
 def test_fetch_azure_follows_next_page_links(server):
@@ -507,17 +666,17 @@ def test_corrupt_cache_is_a_warning(server, tmp_path, garbage):
 # Orchestration
 
 
-def test_offline_never_touches_the_network(tmp_path, monkeypatch):
-    def no_network(*args, **kwargs):
-        pytest.fail("offline mode made a network call")
-
-    monkeypatch.setattr(httpx.Client, "send", no_network)
-    monkeypatch.setattr(httpx.Client, "__init__", no_network)
+def test_offline_never_touches_the_network(server, tmp_path):
+    # Every URL points at a live loopback server that serves real catalogs: offline, it gets no request.
+    server.add("/lambda/vms.csv", LAMBDA_CSV)
+    server.add("/aws/vms.csv", AWS_CSV)
     old = parse_skypilot_csv(LAMBDA_CSV, "lambda", "https://example.test/lambda.csv", "2026-11-01",
                              fetched_at="2026-11-01T08:00:00Z")
     write_cache(tmp_path, old)
     result = load_prices(["skypilot-lambda", "skypilot-aws"], cache_dir=tmp_path, offline=True, now=NOW,
-                         urls={"skypilot-lambda": "https://example.test/lambda.csv"})
+                         urls={"skypilot-lambda": server.base + "/lambda/vms.csv",
+                               "skypilot-aws": server.base + "/aws/vms.csv"})
+    assert server.hits == {}
     lam = [o for o in result.offers if o.provider == "lambda"]
     aws = [o for o in result.offers if o.provider == "aws"]
     assert len(lam) == 4 and {o.provenance for o in lam} == {"cache"}
@@ -538,28 +697,26 @@ def test_offline_never_touches_the_network(tmp_path, monkeypatch):
 
 def test_load_prices_mixes_fetched_and_snapshot(server, tmp_path):
     urls = {"skypilot-aws": server.add("/aws/vms.csv", AWS_CSV),
-            "skypilot-gcp": server.add("/gcp/vms.csv", "down", status=503),
-            "skypilot-azure": server.add("/azure/vms.csv", "gone", status=404),
-            "azure-retail": server.add("/azure-retail", "{\"Items\": [", content_type="application/json")}
+            "skypilot-gcp": server.add("/gcp/vms.csv", GCP_CSV),
+            "skypilot-azure": server.add("/azure/vms.csv", "down", status=503),
+            "azure-retail": server.add("/azure-retail", "gone", status=404)}
     result = load_prices(list(urls), cache_dir=tmp_path, urls=urls, now=NOW)
     summary = {t.name: (t.provenance, t.n_offers) for t in result.tables}
-    snapshot = load_snapshot()
-    n_gcp = sum(o.provider == "gcp" for o in snapshot.offers)
-    n_azure = sum(o.provider == "azure" for o in snapshot.offers)
-    assert summary == {"skypilot-aws": ("fetched", 11), "skypilot-gcp": ("snapshot", n_gcp),
+    n_azure = sum(o.provider == "azure" for o in load_snapshot().offers)
+    assert summary == {"skypilot-aws": ("fetched", 11), "skypilot-gcp": ("fetched", 10),
                        "skypilot-azure": ("snapshot", n_azure), "azure-retail": ("none", 0)}
-    assert len(result.offers) == 11 + n_gcp + n_azure  # the snapshot's azure rows only once
-    gcp_w, azure_w, retail_w = result.warnings
-    assert gcp_w.startswith("skypilot-gcp: fetch failed (HTTP 503") and "snapshot" in gcp_w
-    assert azure_w.startswith("skypilot-azure: fetch failed (HTTP 404")
-    assert retail_w.startswith("azure-retail: fetch failed (") and "not valid JSON" in retail_w
-    assert "already included" in retail_w
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["skypilot-aws.json"]
+    assert len(result.offers) == 11 + 10 + n_azure  # the snapshot's azure rows only once, no GCP snapshot rows
+    assert server.hits["/azure/vms.csv"] == 3  # a 5xx is retried
+    azure_w, retail_w = result.warnings
+    assert azure_w.startswith("skypilot-azure: fetch failed (HTTP 503") and "snapshot" in azure_w
+    assert retail_w.startswith("azure-retail: fetch failed (HTTP 404") and "already included" in retail_w
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["skypilot-aws.json", "skypilot-gcp.json"]
 
 
-def test_default_sources_offline(tmp_path, monkeypatch):
-    monkeypatch.setattr(httpx.Client, "__init__", lambda *a, **k: pytest.fail("network call"))
-    result = load_prices(cache_dir=tmp_path, offline=True)
+def test_default_sources_offline(server, tmp_path):
+    urls = {name: server.add(f"/{name}", LAMBDA_CSV) for name in prices.DEFAULT_SOURCES}
+    result = load_prices(cache_dir=tmp_path, offline=True, urls=urls)
+    assert server.hits == {}  # the server was up and would have answered
     assert tuple(t.name for t in result.tables) == prices.DEFAULT_SOURCES
     assert {o.provider for o in result.offers} == {"aws", "gcp", "lambda", "azure"}
     assert len(result.warnings) == len(prices.DEFAULT_SOURCES)

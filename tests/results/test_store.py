@@ -165,10 +165,11 @@ def test_v1_rows_are_read_as_current_records(tmp_path):
     assert json.loads(text) == records[0]
 
 
-def test_a_v1_row_that_is_not_a_valid_record_is_named_on_read(tmp_path):
+def test_a_v1_row_that_is_not_a_valid_record_is_skipped_with_a_warning_naming_it(tmp_path, capsys):
     make_v1_database(tmp_path / "harness.db", v1_records())
-    with pytest.raises(ConfigError, match=r"stored run odd: energy\.joules_per_step"):
-        store.load_records(tmp_path)
+    assert sorted(r.run_id for r in store.load_records(tmp_path)) == ["energy", "multi", "plain"]
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and "skipping stored run odd: energy.joules_per_step" in warning
 
 
 def test_a_new_database_is_built_as_v1_and_migrated(tmp_path):
@@ -285,3 +286,129 @@ def test_a_file_that_is_not_ours_is_refused_and_untouched(tmp_path, kind):
             action()
     assert db.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == listing  # no -wal, -shm or runs/ left behind
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile databases and folders: refused in one line, nothing changed
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("ddl", ["CREATE TRIGGER wipe AFTER INSERT ON runs BEGIN DELETE FROM runs; END",
+                                 "CREATE VIEW v AS SELECT run_id FROM runs"])
+def test_a_database_with_a_trigger_or_view_not_ours_is_refused(tmp_path, ddl):
+    store.save(record("kept"), tmp_path)
+    conn = sqlite3.connect(tmp_path / "harness.db")
+    conn.execute(ddl)
+    conn.commit()
+    conn.close()
+    before = _sha(tmp_path / "harness.db")
+    for action in (lambda: store.save(record("new"), tmp_path), lambda: store.load_records(tmp_path)):
+        with pytest.raises(ConfigError, match="triggers or views harness did not make"):
+            action()
+    assert _sha(tmp_path / "harness.db") == before
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["kept.json"]
+
+
+def test_a_writer_holding_the_lock_past_the_busy_timeout_is_one_line(tmp_path, monkeypatch):
+    store.save(record("kept"), tmp_path)
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(tmp_path / "harness.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    try:
+        for action in (lambda: store.save(record("r2"), tmp_path),
+                       lambda: store.save_many([record("r3"), record("r4")], tmp_path)):
+            with pytest.raises(ConfigError, match=r"locked by another writer for more than 0.2 s; nothing was written"):
+                action()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["kept.json"]
+    assert [r.run_id for r in store.load_records(tmp_path)] == ["kept"]
+
+
+def test_import_against_a_locked_database_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    store.save(record("kept"), tmp_path)
+    (tmp_path / "new.json").write_text(json.dumps(record("new").to_dict()))
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(tmp_path / "harness.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        rc = main(["results", "import", str(tmp_path / "new.json"), "--results-dir", str(tmp_path)])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "locked by another writer" in err
+    assert not (tmp_path / "runs" / "new.json").exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "loop", "dangling"])
+def test_a_results_folder_that_is_not_a_folder_is_one_line(tmp_path, kind):
+    where = tmp_path / "results"
+    if kind == "file":
+        where.write_text("x\n")
+    elif kind == "loop":
+        where.symlink_to(where)
+    else:
+        where.symlink_to(tmp_path / "gone")
+    for action in (lambda: store.save(record(), where), lambda: store.load_records(where),
+                   lambda: store.load_runs(where), lambda: store.check(where)):
+        with pytest.raises(ConfigError, match="the results folder is a"):
+            action()
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_failed_write_of_the_json_leaves_no_row(tmp_path, monkeypatch):
+    store.save(record("kept"), tmp_path)
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(ConfigError, match="No space left on device"):
+        store.save_many([record("a"), record("b")], tmp_path)
+    monkeypatch.undo()
+    assert [r.run_id for r in store.load_records(tmp_path)] == ["kept"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["kept.json"]
+
+
+def test_an_interrupt_in_the_middle_of_an_import_undoes_files_and_rows(tmp_path, monkeypatch):
+    store.save(record("kept"), tmp_path)
+    real, calls = store.write_json_atomic, []
+
+    def interrupted_on_the_third(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(store, "write_json_atomic", interrupted_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        store.save_many([record(f"n{i}") for i in range(5)], tmp_path)
+    assert len(calls) == 3
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["kept.json"]
+    assert [r.run_id for r in store.load_records(tmp_path)] == ["kept"]
+
+
+def test_a_row_that_no_longer_parses_is_skipped_everywhere_with_one_warning(tmp_path, capsys):
+    from harness.results import api
+
+    store.save(record("good", created_at="2026-11-24T00:00:00+00:00"), tmp_path)
+    store.save(record("bad", created_at="2026-11-25T00:00:00+00:00"), tmp_path)
+    with sqlite3.connect(tmp_path / "harness.db") as conn:
+        conn.execute("UPDATE runs SET record_json = ? WHERE run_id = 'bad'", ('{"run_id": "bad", ' + "[" * 5000,))
+    conn.close()
+    assert [r.run_id for r in store.load_records(tmp_path)] == ["good"]
+    assert store.find_record(tmp_path, None).run_id == "good"  # the latest readable run
+    assert list(api.load(tmp_path)["run_id"]) == ["good"]
+    assert [r.run_id for r in api.records(tmp_path)] == ["good"]
+    assert api.export(tmp_path, tmp_path / "out.csv") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "skipping stored run bad: its record_json is not valid JSON" in err

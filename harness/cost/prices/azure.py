@@ -118,11 +118,7 @@ def read(get: Get, url: str, as_of: str, fetched_at: str) -> PriceTable:
         pages += 1
         if pages > MAX_PAGES:
             raise PriceFetchError(get.source, f"more than {MAX_PAGES} pages from {url}; giving up")
-        response = get(page_url)
-        try:
-            payload = response.json()
-        except ValueError as err:
-            raise PriceFetchError(get.source, f"response from {page_url} is not valid JSON ({err})") from None
+        payload = get(page_url).json()
         page_offers, page_rejects, next_link = _page(payload, page_url, as_of)
         offers += page_offers
         for reason, n in page_rejects.items():
@@ -130,7 +126,7 @@ def read(get: Get, url: str, as_of: str, fetched_at: str) -> PriceTable:
         if next_link:
             try:
                 check_url(next_link)
-            except ConfigError as err:
+            except ConfigError as err:  # not https, a bad port, a control character...
                 raise PriceFetchError(get.source, f"NextPageLink not followed: {err.message}") from None
         page_url = next_link
     # Offers keep the first page's URL as their source: later pages are its continuation.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from harness.cost.prices.offer import Offer, PriceTable
 from harness.files import write_json_atomic
 
+MAX_CACHE_BYTES = 256 * 2**20  # no cache of a real catalog comes near (the offers, not the CSV)
 CACHE_SCHEMA = 2  # 2: offers carry form, local_zone, gpu_only, host_usd_per_hour (schema 1 caches are refetched)
 # An offer's cached fields: all but its provenance, which the reader decides.
 _OFFER_FIELDS = frozenset(f.name for f in fields(Offer)) - {"provenance"}
@@ -42,8 +44,10 @@ def table_from_dict(data: Any, provenance: str = "cache") -> PriceTable:
         if not isinstance(row, dict) or set(row) != _OFFER_FIELDS:
             raise ValueError("an offer has missing or extra fields")
         offer = Offer(**row, provenance=provenance)
-        if not (isinstance(offer.gpus_per_instance, int) and offer.gpus_per_instance >= 1
-                and isinstance(offer.usd_per_hour, (int, float)) and offer.usd_per_hour > 0
+        if not (isinstance(offer.gpus_per_instance, int) and not isinstance(offer.gpus_per_instance, bool)
+                and offer.gpus_per_instance >= 1
+                and isinstance(offer.usd_per_hour, (int, float)) and 0 < offer.usd_per_hour < math.inf
+                and isinstance(offer.usd_per_gpu_hour, (int, float)) and 0 < offer.usd_per_gpu_hour < math.inf
                 and isinstance(offer.spot, bool) and isinstance(offer.gpu_only, bool)):
             raise ValueError(f"an offer has bad values: {row}")
         offers.append(offer)
@@ -60,8 +64,13 @@ def read_cache(cache_dir: Path, source: str) -> tuple[PriceTable | None, str | N
     if not path.exists():
         return None, None
     try:
+        size = path.stat().st_size
+        if size > MAX_CACHE_BYTES:
+            return None, f"{source}: cache file {path} is {size:,} bytes, over {MAX_CACHE_BYTES:,}; ignoring it"
         return table_from_dict(json.loads(path.read_text(encoding="utf-8"))), None
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except RecursionError:
+        return None, f"{source}: cache file {path} is unreadable (JSON nested too deeply); ignoring it"
+    except (OSError, ValueError, KeyError, TypeError, OverflowError) as err:
         return None, f"{source}: cache file {path} is unreadable ({err.__class__.__name__}: {err}); ignoring it"
 
 

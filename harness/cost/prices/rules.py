@@ -37,9 +37,11 @@ def usable_price(raw: Any, gpus: int) -> tuple[float | None, str | None]:
     """(usd_per_hour, None) for a usable price, else (None, reason)."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None, "missing price"
+    if isinstance(raw, bool):
+        return None, "non-numeric price"
     try:
         usd = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer such as 10**400
         return None, "non-numeric price"
     if not math.isfinite(usd):
         return None, "non-numeric price"

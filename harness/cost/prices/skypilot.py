@@ -213,4 +213,4 @@ def parse_skypilot_csv(text: str, provider: str, url: str, as_of: str, *,
 
 def read(get: Get, url: str, as_of: str, fetched_at: str, *, provider: str) -> PriceTable:
     """`provider`'s catalog fetched from `url` and parsed."""
-    return parse_skypilot_csv(get(url).text, provider, url, as_of, fetched_at=fetched_at, source=get.source)
+    return parse_skypilot_csv(get(url).text(), provider, url, as_of, fetched_at=fetched_at, source=get.source)

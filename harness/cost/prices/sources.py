@@ -60,14 +60,15 @@ def _iso(now: datetime) -> str:
 
 
 def fetch(source: str, url: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
-          now: datetime | None = None) -> PriceTable:
+          now: datetime | None = None, deadline_s: float | None = None) -> PriceTable:
     """Fetch and parse one source now (default URL from `SOURCES`). Any failure (connection,
-    DNS, timeout, HTTP status other than 200, bad JSON or CSV, a truncated body, zero usable
-    offers) raises PriceFetchError naming the source and the reason."""
+    DNS, timeout per read or past `deadline_s` for the whole fetch, HTTP status other than 200, a
+    body over the size limits, bad JSON or CSV, a truncated body, zero usable offers) raises
+    PriceFetchError naming the source and the reason."""
     spec = source_named(source)
     url = check_url(url or spec.url)
     now = utc(now)
-    with session(source, timeout_s) as get:
+    with session(source, timeout_s, deadline_s) as get:
         table = spec.read(get, url, now.date().isoformat(), _iso(now))
     if not table.offers:
         raise PriceFetchError(source, f"zero usable offers from {url} ({table.rejected} entries rejected)")
