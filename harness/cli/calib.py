@@ -17,6 +17,7 @@ def sweep(
     resume: bool = typer.Option(False, "--resume", help="Skip points already measured (by config hash) or failed."),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where records and the sweep state go."),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep state as JSON at the end."),
+    yes: bool = typer.Option(False, "--yes", help="Run a grid of more than 1,000 points."),
 ) -> None:
     """Measure a grid of configurations; out-of-memory points are recorded as failed."""
     from rich.console import Console
@@ -25,7 +26,7 @@ def sweep(
     from harness.results.store import load_runs
     from harness.measure.sweep import load_sweep, run_sweep, state_path
 
-    plan = load_sweep(sweep_file)
+    plan = load_sweep(sweep_file, confirmed=yes)
     root = _results_dir(results_dir)
     measured = [h for h in load_runs(root)["config_hash"].tolist() if h] if resume else []
     console = Console(stderr=True)
