@@ -67,6 +67,7 @@ MAX_LR = 10.0
 MAX_CPU_TDP_W = 10_000.0    # 10 kW: the CPUs one run can see
 MAX_TIMEOUT_S = 86_400.0    # a day
 MAX_MINUTES = 525_600.0     # a year
+MAX_NAME_CHARS = 100        # a preset name
 
 
 # The keys that fix a model's architecture: what a preset gives and what its label compares.
@@ -79,7 +80,7 @@ ARCHITECTURE = ("family", "layers", "decoder_layers", "hidden", "heads", "kv_hea
 class ModelSection(_Frozen):
     """The `model` section as written: every dimension optional, filled from `preset`."""
 
-    preset: str | None = None
+    preset: str | None = Field(None, max_length=MAX_NAME_CHARS)
     family: Family | None = None
     layers: Count(1, MAX_LAYERS) | None = None
     decoder_layers: Count(1, MAX_LAYERS) | None = None

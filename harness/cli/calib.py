@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from harness.cli.common import interruptible, results_dir as _results_dir
+from harness.cli.common import interruptible, print_json, results_dir as _results_dir
 
 
 def sweep(
@@ -48,7 +47,7 @@ def sweep(
     console.print(f"sweep {plan.name}: {counts['measured']} measured, {counts['failed']} failed; "
                   f"state in {state_path(root, plan.name)}")
     if as_json:
-        sys.stdout.write(json.dumps(state.to_dict(), indent=2) + "\n")
+        print_json(state.to_dict())
 
 
 def _quiet_measure(spec):
@@ -77,7 +76,7 @@ def calibrate(
                           f"stored runs in {root}; run a sweep first")
     path = write_calibration(fits, root)
     if as_json:
-        sys.stdout.write(json.dumps({"path": str(path), "fits": [f.to_dict() for f in fits]}, indent=2) + "\n")
+        print_json({"path": str(path), "fits": [f.to_dict() for f in fits]})
         return
     table = Table(title="MFU = a + b ln(hidden) + c ln(tokens/step) + d ln(seq); b, c >= 0; "
                         "— : not fitted (the runs do not determine it)")

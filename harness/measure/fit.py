@@ -318,6 +318,6 @@ def check_duration(spec: RunSpec, flops_per_step: float, peak_flops_per_s: float
         allowance = (f"measure.max_minutes {spec.measure.max_minutes:g}" if spec.measure.max_minutes is not None
                      else "a day")
         raise ConfigError("measure.steps", f"{steps:,} steps of {flops_per_step:.3g} FLOPs would take at least "
-                          f"{least_s / 3600:,.1f} hours at {peak_source}, over {allowance}; pass --yes, raise "
+                          f"{least_s / 3600:,.1f} hours ({least_s / DAY_S:,.1f} days) at {peak_source}, over {allowance}; pass --yes, raise "
                           "measure.max_minutes, or measure fewer steps")
     return least_s

@@ -54,7 +54,7 @@ def test_run_summary_names_the_record_path(tmp_path):
 def test_models_lists_presets_with_parameter_counts(tmp_path):
     out = harness("models", "--json", cwd=tmp_path)
     rows = {r["preset"]: r for r in json.loads(out.stdout)}
-    assert rows["gpt2"]["params"] == 124_439_808 and len(rows) == 13
+    assert rows["gpt2"]["params"] == 124_439_808 and len(rows) == 16
 
 
 def test_hw_reports_a_measured_peak_and_no_cpu_datasheet(tmp_path):
