@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,9 +36,15 @@ class _Frozen(BaseModel):
 # Bounded numbers, one type per kind of bound (the ranges are listed in README, "Config format").
 # Integers are strict: true/false, 8.0 and "8" are refused, not read as 1 and 8. Reals are
 # finite (no nan, inf) and never booleans; a string that YAML leaves unparsed (1e-4) still reads.
-def _no_bool(value: Any) -> Any:
+def _finite_number(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected a number, not true/false")
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) else None
+    except (ValueError, OverflowError):
+        return value  # not a number: pydantic says so
+    if number is not None and not math.isfinite(number):
+        raise ValueError("must be a finite number (not nan or infinity)")
     return value
 
 
@@ -49,7 +56,7 @@ def Count(low: int, high: int) -> Any:  # noqa: N802 (a type)
 def Real(*, gt: float | None = None, ge: float | None = None, le: float | None = None,
          lt: float | None = None) -> Any:  # noqa: N802 (a type)
     """A finite real in the given bounds."""
-    return Annotated[float, BeforeValidator(_no_bool), Field(gt=gt, ge=ge, le=le, lt=lt, allow_inf_nan=False)]
+    return Annotated[float, BeforeValidator(_finite_number), Field(gt=gt, ge=ge, le=le, lt=lt, allow_inf_nan=False)]
 
 
 MAX_LAYERS = 2**14          # GPT-3 has 96, Llama 3.1 405B 126
