@@ -48,6 +48,10 @@ USABLE_FRACTION = 0.9
 GIB = 2**30
 
 
+class DoesNotFit(ConfigError):
+    """A run whose estimated memory is more than its device has (a sweep counts it as out of memory)."""
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """The memory one process of a run needs, by part, and how it grows with depth:
@@ -277,11 +281,11 @@ def fit_message(spec: RunSpec, estimate: MemoryEstimate, limit: MemoryLimit, dev
 def check_fits(spec: RunSpec, device_type: str, *, index: int | None = None, world_size: int = 1,
                processes: int = 1) -> MemoryEstimate:
     """The estimate, when the run fits on this device; ConfigError("memory") saying what it needs,
-    what the device has and which depth slices would fit, when it does not."""
+    what the device has and which depth slices would fit, when it does not (a DoesNotFit)."""
     estimate = estimate_memory(spec, world_size=world_size, processes=processes)
     message = fit_message(spec, estimate, device_limit(device_type, index), device_type)
     if message is not None:
-        raise ConfigError("memory", message)
+        raise DoesNotFit("memory", message)
     return estimate
 
 

@@ -119,8 +119,13 @@ def load_sweep(path: Path, *, confirmed: bool = False) -> Sweep:
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    """CUDA OOM, a CPU allocator failure, or MemoryError."""
+    """CUDA OOM, a CPU allocator failure, MemoryError, or a run refused before it started because
+    its estimated memory is more than the device has (harness.measure.fit.DoesNotFit)."""
     if isinstance(err, MemoryError):
+        return True
+    from harness.measure.fit import DoesNotFit
+
+    if isinstance(err, DoesNotFit):
         return True
     try:
         import torch

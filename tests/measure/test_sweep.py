@@ -168,3 +168,11 @@ def test_a_hand_edited_sweep_state_is_refused_naming_it(tmp_path, state):
     with pytest.raises(ConfigError, match="s.json is not one this harness wrote") as info:
         read_state(tmp_path, "s")
     assert info.value.field == "sweep.resume"
+
+
+def test_a_point_refused_for_memory_counts_as_out_of_memory():
+    from harness.measure.fit import DoesNotFit
+    from harness.measure.sweep import is_out_of_memory
+
+    assert is_out_of_memory(DoesNotFit("memory", "needs 9 GiB, has 8"))
+    assert not is_out_of_memory(ConfigError("memory", "something else"))
