@@ -329,6 +329,8 @@ def _valid_fit(raw: dict) -> CalibrationFit:
     from pydantic import TypeAdapter, ValidationError
 
     try:
+        if isinstance(raw, dict) and isinstance(raw.get("n"), bool):  # lax validation would read true as 1
+            raise _BadFit("n: an integer, not true/false")
         fit = TypeAdapter(CalibrationFit).validate_python(raw)
     except ValidationError as err:
         first = err.errors()[0]

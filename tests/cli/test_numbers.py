@@ -76,3 +76,28 @@ def test_an_error_line_is_cut_to_300_characters(capsys):
     assert main(["run", "--set", "model.preset=" + "y" * 5_000]) == 2
     line = capsys.readouterr().err.strip()
     assert "\n" not in line and len(line) <= 300 and "(5,002 characters)" in line
+
+
+GOOD_FIT = {"device": "cpu", "gpu": None, "dtype": "fp32", "mfu_basis": "measured peak", "n": 3,
+            "coef": {"intercept": 0.1, "ln_hidden": 0.01, "ln_tokens_per_step": 0.0, "ln_seq_len": 0.0},
+            "features_used": ["ln_hidden"], "features_dropped": {}, "relations": {}, "rmse": 0.01, "loo_rmse": None,
+            "ranges": {"hidden": [32, 64], "tokens_per_step": [32, 64], "seq_len": [16, 16]}, "runs": ["a", "b", "c"]}
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"coef": {**GOOD_FIT["coef"], "intercept": "x"}}, "coef.intercept"),
+    ({"rmse": float("nan")}, "not finite"),
+    ({"coef": {"intercept": 0.1}}, "coefficients must be"),
+    ({"ranges": {"hidden": [64, 32], "tokens_per_step": [1, 2], "seq_len": [1, 2]}}, "ranges must give"),
+    ({"n": True}, "n"),
+])
+def test_a_hand_edited_calibration_table_is_refused(tmp_path, change, why):
+    from harness.cost.calibrate import CALIBRATION_FILE, read_calibration
+
+    path = tmp_path / CALIBRATION_FILE
+    path.write_text(json.dumps({"fits": [GOOD_FIT]}))
+    assert read_calibration(tmp_path)[0].n == 3
+    path.write_text(json.dumps({"fits": [{**GOOD_FIT, **change}]}))
+    with pytest.raises(ConfigError, match="is not a calibration table") as info:
+        read_calibration(tmp_path)
+    assert why in str(info.value)

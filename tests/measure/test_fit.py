@@ -114,3 +114,23 @@ def test_an_address_space_limited_child_refuses_what_cannot_fit_and_runs_what_ca
                            preexec_fn=_limited(4), cwd=tmp_path)
     assert small.returncode == 0, small.stderr
     assert json.loads(small.stdout)["model"]["family"] == "gpt2"
+
+
+def test_run_llama_7b_on_a_24_gib_machine_answers_in_one_line(monkeypatch, capsys, tmp_path):
+    import time
+
+    from harness.cli import main
+
+    monkeypatch.setattr(fit, "device_limit", lambda *a, **k: fit.MemoryLimit(24 * 2**30, "a 24 GiB test machine"))
+    started = time.perf_counter()
+    assert main(["run", "llama-7b", "--results-dir", str(tmp_path / "r")]) == 2
+    assert time.perf_counter() - started < 60
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0] == ("harness: error: memory: llama-7b needs about 113.0 GiB on cpu (100.4 GiB weights, gradients "
+                        "and AdamW state, 12.6 GiB activations); this device has 24.0 GiB (a 24 GiB test machine): "
+                        "try --depth-slices 1,2,4 or a device with more memory")
+    assert not list((tmp_path / "r").rglob("*.json"))
+    # the largest slice is checked before any slice runs
+    assert main(["run", "llama-7b", "--depth-slices", "4,16", "--results-dir", str(tmp_path / "r")]) == 2
+    assert "llama-7b (layers=16) needs about" in capsys.readouterr().err
