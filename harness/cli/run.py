@@ -147,6 +147,11 @@ def run(
         _depth_sliced(spec, depth_slices, 1 if slice_repeats is None else slice_repeats, root, as_json, report)
         return
     if (nproc > 1 or nnodes > 1) and dist_env() is None:
+        from harness.measure.fit import check_fits
+        from harness.measure.train import resolve_device
+
+        kind = resolve_device(spec.device).type  # before launching: the ranks of a CPU node share its memory
+        check_fits(spec, kind, world_size=nproc * nnodes, processes=nproc if kind == "cpu" else 1)
         sys.stdout.write(launch(forward + (["--json"] if as_json else []) + (["--report"] if report else []),
                                 nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint))
         sys.stdout.flush()

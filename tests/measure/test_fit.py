@@ -134,3 +134,16 @@ def test_run_llama_7b_on_a_24_gib_machine_answers_in_one_line(monkeypatch, capsy
     # the largest slice is checked before any slice runs
     assert main(["run", "llama-7b", "--depth-slices", "4,16", "--results-dir", str(tmp_path / "r")]) == 2
     assert "llama-7b (layers=16) needs about" in capsys.readouterr().err
+
+
+def test_a_launch_is_refused_before_torchrun_when_its_ranks_cannot_share_the_memory(monkeypatch, capsys, tmp_path):
+    from harness.cli import main
+
+    spec = load_spec(Path("gpt2"))
+    one = fit.estimate_memory(spec, world_size=2)
+    # room for one rank's need, not two: two CPU ranks share this node's memory
+    limit = int(one.total_bytes * 1.5)
+    monkeypatch.setattr(fit, "device_limit", lambda *a, **k: fit.MemoryLimit(limit, "a test node"))
+    assert main(["run", "gpt2", "--nproc", "2", "--set", "device=cpu", "--results-dir", str(tmp_path)]) == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "(2 processes) on cpu" in line and "this device has" in line
