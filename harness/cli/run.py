@@ -188,6 +188,8 @@ def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, repo
     from harness.measure.slices import check_repeats, check_slices, depth_sliced_record, measure_slices, parse_slices
     from harness.results.store import save, save_many
 
+    if text.count(",") >= 16:  # each slice is a run of its own
+        raise ConfigError("--depth-slices", f"{text.count(',') + 1:,} slices; allowed: up to 16")
     slices = check_slices(spec, parse_slices(text))
     check_repeats(repeats)
     from harness.measure.fit import check_fits

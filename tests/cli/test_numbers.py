@@ -21,6 +21,7 @@ BAD = [
     (["run", "--scaling", "0,1"], "--scaling: 0 is out of range"),
     (["run", "--scaling", "1," + "2," * 20], "--scaling: 21 values; allowed: up to 16"),
     (["run", "--scaling", "2,4"], "--scaling: world sizes must include 1"),
+    (["run", "--depth-slices", ",".join(["1"] * 10_000)], "--depth-slices: 10,000 slices; allowed: up to 16"),
     (["count", "gpt2", "--step-time", "nan", "--gpu", "A100"], "--step-time: must be finite; allowed: (0, 1e+07]"),
     (["count", "gpt2", "--step-time", "inf", "--gpu", "A100"], "--step-time: must be finite"),
     (["count", "gpt2", "--step-time", "0", "--gpu", "A100"], "--step-time: 0 is out of range"),
