@@ -57,6 +57,7 @@ def test_a_v1_fixture_loses_nothing_else(name):
         for field in ("devices", "host_gpus", "host_share", "host_share_method", "per_device", "host_per_device"):
             expected["energy"].setdefault(field, None)  # per-device attribution: unknown in v1
     expected["timing"].setdefault("depth_slices", None)
+    expected["spec"]["measure"].setdefault("max_minutes", None)  # added with the duration check
     assert RunRecord.from_json(v1, name).to_dict() == expected
 
 
