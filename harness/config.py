@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 
+from harness import yamlfile
 from harness.data import data_path
-from harness.errors import ConfigError
+from harness.errors import ConfigError, shorten
 from harness.hardware import Dtype, fp8_unsupported
 from harness.presets import PRESETS
 
@@ -29,6 +31,50 @@ DEFAULT_CONFIG = data_path("default.yaml")  # packaged: found from any working d
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Bounded numbers, one type per kind of bound (the ranges are listed in README, "Config format").
+# Integers are strict: true/false, 8.0 and "8" are refused, not read as 1 and 8. Reals are
+# finite (no nan, inf) and never booleans; a string that YAML leaves unparsed (1e-4) still reads.
+def _finite_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not true/false")
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) else None
+    except (ValueError, OverflowError):
+        return value  # not a number: pydantic says so
+    if number is not None and not math.isfinite(number):
+        raise ValueError("must be a finite number (not nan or infinity)")
+    return value
+
+
+def Count(low: int, high: int) -> Any:  # noqa: N802 (a type)
+    """An integer in low..high."""
+    return Annotated[int, Strict(), Field(ge=low, le=high)]
+
+
+def Real(*, gt: float | None = None, ge: float | None = None, le: float | None = None,
+         lt: float | None = None) -> Any:  # noqa: N802 (a type)
+    """A finite real in the given bounds."""
+    return Annotated[float, BeforeValidator(_finite_number), Field(gt=gt, ge=ge, le=le, lt=lt, allow_inf_nan=False)]
+
+
+MAX_LAYERS = 2**14          # GPT-3 has 96, Llama 3.1 405B 126
+MAX_WIDTH = 2**20           # hidden, head_dim
+MAX_HEADS = 2**16
+MAX_FFN = 2**22
+MAX_VOCAB = 2**24
+MAX_POSITIONS = 2**22       # max_positions, seq_len, decoder_seq_len
+MAX_BATCH = 2**20           # sequences per micro-batch
+MAX_GRAD_ACCUM = 10**5
+MAX_STEPS = 10**6
+MAX_WARMUP_STEPS = 10**4
+MAX_SEED = 2**63 - 1        # torch.manual_seed takes 64 bits
+MAX_LR = 10.0
+MAX_CPU_TDP_W = 10_000.0    # 10 kW: the CPUs one run can see
+MAX_TIMEOUT_S = 86_400.0    # a day
+MAX_MINUTES = 525_600.0     # a year
+MAX_NAME_CHARS = 100        # a preset name
 
 
 # The keys that fix a model's architecture: what a preset gives and what its label compares.
@@ -61,18 +107,18 @@ MOE_EXPERTS_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe
 class ModelSection(_Frozen):
     """The `model` section as written: every dimension optional, filled from `preset`."""
 
-    preset: str | None = None
+    preset: str | None = Field(None, max_length=MAX_NAME_CHARS)
     family: Family | None = None
-    layers: int | None = Field(None, gt=0)
-    decoder_layers: int | None = Field(None, gt=0)
-    hidden: int | None = Field(None, gt=0)
-    heads: int | None = Field(None, gt=0)
-    kv_heads: int | None = Field(None, gt=0)
-    head_dim: int | None = Field(None, gt=0)
-    ffn: int | None = Field(None, gt=0)
-    vocab: int | None = Field(None, gt=0)
-    max_positions: int | None = Field(None, gt=0)
-    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    layers: Count(1, MAX_LAYERS) | None = None
+    decoder_layers: Count(1, MAX_LAYERS) | None = None
+    hidden: Count(1, MAX_WIDTH) | None = None
+    heads: Count(1, MAX_HEADS) | None = None
+    kv_heads: Count(1, MAX_HEADS) | None = None
+    head_dim: Count(1, MAX_WIDTH) | None = None
+    ffn: Count(1, MAX_FFN) | None = None
+    vocab: Count(1, MAX_VOCAB) | None = None
+    max_positions: Count(1, MAX_POSITIONS) | None = None
+    dropout: Real(ge=0.0, lt=1.0) | None = None
     attention: Attention = "sdpa"
     model_type: str | None = Field(None, pattern=r"^[a-z0-9_]{1,64}$")
     config: dict[str, Any] | None = None
@@ -158,19 +204,19 @@ class TrainSpec(_Frozen):
     """One optimizer step = `grad_accum` micro-batches of `batch_size` sequences of `seq_len`
     tokens (T5: encoder length; `decoder_seq_len` defaults to `seq_len`)."""
 
-    batch_size: int = Field(8, gt=0)
-    seq_len: int = Field(128, gt=0)
-    decoder_seq_len: int | None = Field(None, gt=0)
+    batch_size: Count(1, MAX_BATCH) = 8
+    seq_len: Count(1, MAX_POSITIONS) = 128
+    decoder_seq_len: Count(1, MAX_POSITIONS) | None = None
     dtype: Dtype = "fp32"
-    grad_accum: int = Field(1, gt=0)
+    grad_accum: Count(1, MAX_GRAD_ACCUM) = 1
     compile: bool = False
     checkpointing: bool = False
-    lr: float = Field(1e-4, gt=0.0)
-    seed: int = 0
+    lr: Real(gt=0.0, le=MAX_LR) = 1e-4
+    seed: Count(0, MAX_SEED) = 0
     # Packed sequences: each row holds documents of `doc_len` tokens (the last one of a row takes
     # the remainder, seq_len mod doc_len); attention runs within each document only.
     pack: bool = False
-    doc_len: int | None = Field(None, gt=0)
+    doc_len: Count(1, MAX_POSITIONS) | None = None
 
     @property
     def documents(self) -> tuple[int, ...]:
@@ -184,13 +230,16 @@ class TrainSpec(_Frozen):
 class MeasureSpec(_Frozen):
     """Warm-up steps are timed but kept apart from the `steps` measured ones. Energy is sampled
     every `power_interval_s` over the measured steps; `cpu_tdp_w` is the TDP of the CPUs this
-    run can see, when known (else a table or a labelled default is used)."""
+    run can see, when known (else a table or a labelled default is used). `max_minutes` is the
+    wall time the user allows the steps: a run whose estimated steps take longer is refused
+    before it starts (without it the allowance is a day; `harness run --yes` waives it)."""
 
-    warmup_steps: int = Field(2, ge=0)
-    steps: int = Field(10, gt=0)
+    warmup_steps: Count(0, MAX_WARMUP_STEPS) = 2
+    steps: Count(1, MAX_STEPS) = 10
     energy: bool = True
-    power_interval_s: float = Field(0.1, gt=0.0, le=60.0)
-    cpu_tdp_w: float | None = Field(None, gt=0.0)
+    power_interval_s: Real(gt=0.0, le=60.0) = 0.1
+    cpu_tdp_w: Real(gt=0.0, le=MAX_CPU_TDP_W) | None = None
+    max_minutes: Real(gt=0.0, le=MAX_MINUTES) | None = None
 
 
 class DistributedSpec(_Frozen):
@@ -198,7 +247,7 @@ class DistributedSpec(_Frozen):
     how long any collective may wait before the run fails."""
 
     strategy: Literal["ddp", "fsdp"] = "ddp"
-    timeout_s: float = Field(300.0, gt=0.0)
+    timeout_s: Real(gt=0.0, le=MAX_TIMEOUT_S) = 300.0
 
 
 class _RawConfig(_Frozen):
@@ -263,7 +312,8 @@ def _format_validation_error(err: ValidationError) -> ConfigError:
         return ConfigError(field, f"unknown key; allowed: {', '.join(allowed)}")
     if first["type"] == "missing":
         return ConfigError(field, "required")
-    return ConfigError(field, f"{first['msg']} (got {first.get('input')!r})")
+    message = first["msg"].removeprefix("Value error, ")
+    return ConfigError(field, f"{message} (got {shorten(first.get('input'))})")
 
 
 def resolve_model(section: ModelSection) -> ModelSpec:
@@ -438,15 +488,21 @@ def build_spec(raw: dict[str, Any]) -> RunSpec:
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"model.layers=2"`` → (["model", "layers"], 2); the value is read as YAML (safe_load)."""
+    """``"model.layers=2"`` → (["model", "layers"], 2); the value is read as YAML with the limits
+    of :mod:`harness.yamlfile`."""
     key, sep, value = text.partition("=")
     path = [p for p in key.strip().split(".") if p]
     if not sep or not path:
-        raise ConfigError("overrides", f"expected key=value with a dotted key, got {text!r}")
+        raise ConfigError("overrides", f"expected key=value with a dotted key, got {shorten(text)}")
+    if len(path) > 8 or any(len(p) > 64 for p in path):
+        raise ConfigError("overrides", f"key {shorten(key)} is not a config key (at most 8 parts of 64 characters)")
+    key = ".".join(path)
     try:
-        return path, yaml.safe_load(value) if value.strip() else None
+        return path, yamlfile.load_value(value) if value.strip() else None
+    except yamlfile.YamlLimitError as err:
+        raise ConfigError(key, f"value refused: {err}") from None
     except yaml.YAMLError:
-        raise ConfigError(key, f"cannot read value {value!r}") from None
+        raise ConfigError(key, f"cannot read value {shorten(value)}") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -473,20 +529,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return merged
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a config file with yaml.safe_load; missing or malformed files raise ConfigError."""
+def read_yaml(path: Path, field: str = "config") -> Any:
+    """Read a YAML file (a config, plan, corpus or sweep) with the limits of
+    :mod:`harness.yamlfile`; missing, unreadable, refused or malformed files raise ConfigError
+    naming `field`."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = yamlfile.read_file(Path(path))
     except FileNotFoundError:
-        raise ConfigError("config", f"file not found: {path}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
-        raise ConfigError("config", f"cannot read {path}: {err.__class__.__name__}") from None
-    try:
-        data = yaml.safe_load(text)
+        raise ConfigError(field, f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(field, f"cannot read {path}: {err.__class__.__name__}") from None
+    except yamlfile.YamlLimitError as err:
+        raise ConfigError(field, f"{path} refused: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("config", f"malformed YAML in {path}{where}") from None
+        raise ConfigError(field, f"malformed YAML in {path}{where}") from None
     return {} if data is None else data
 
 

@@ -77,7 +77,7 @@ def test_files_missing_or_malformed(tmp_path):
         read_yaml(bad)
     unsafe = tmp_path / "unsafe.yaml"
     unsafe.write_text("model: !!python/object/apply:os.system ['true']\n")
-    with pytest.raises(ConfigError, match="malformed YAML"):
+    with pytest.raises(ConfigError, match="tag !!python.* not allowed"):
         read_yaml(unsafe)
 
 
@@ -211,3 +211,102 @@ def test_bad_model_type_and_experts_exit_2_with_one_line(capsys):
         assert main(args) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and ("model.model_type" in err or "num_experts_per_tok" in err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds: every numeric field finite and in its stated range
+
+
+@pytest.mark.parametrize("dotted, value", [
+    ("train.seed", 2**64), ("train.seed", -1), ("train.seed", 2**63),
+    ("model.hidden", 1e9), ("model.hidden", 2**20 + 1), ("model.vocab", 10**12), ("model.layers", 2**14 + 1),
+    ("train.batch_size", 1e8), ("train.batch_size", 2**21), ("train.batch_size", True), ("train.batch_size", 8.0),
+    ("model.max_positions", 10**11), ("train.seq_len", "128"),
+    ("measure.steps", 10**12), ("measure.steps", 10**6 + 1), ("train.grad_accum", 10**12),
+    ("train.lr", float("inf")), ("train.lr", float("nan")), ("train.lr", "inf"), ("train.lr", True),
+    ("measure.cpu_tdp_w", float("inf")), ("measure.cpu_tdp_w", 1e6), ("distributed.timeout_s", float("inf")),
+    ("distributed.timeout_s", 86_401), ("measure.max_minutes", 0), ("model.dropout", float("nan")),
+])
+def test_numeric_fields_are_bounded_and_finite(dotted, value):
+    raw = {"model": {"preset": "gpt2", "layers": 2}}
+    section, key = dotted.split(".")
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as info:
+        build_spec(raw)
+    assert info.value.field == dotted
+    assert len(str(info.value)) < 300
+
+
+def test_bounds_admit_what_real_runs_use():
+    spec = build_spec({"model": {"preset": "gpt3-175b"},
+                       "train": {"seed": 2**63 - 1, "lr": "6e-5", "batch_size": 2**20, "grad_accum": 10**5},
+                       "measure": {"steps": 10**6, "max_minutes": 90, "cpu_tdp_w": 280.0},
+                       "distributed": {"timeout_s": 86_400}})
+    assert spec.train.lr == 6e-5 and spec.train.seed == 2**63 - 1 and spec.measure.max_minutes == 90
+
+
+def test_an_echoed_value_is_cut_to_80_characters_with_its_length():
+    with pytest.raises(ConfigError) as info:
+        build_spec({"model": {"preset": "gpt2"}, "train": {"dtype": "x" * 1_000_000}})
+    message = str(info.value)
+    assert "(1,000,002 characters)" in message and len(message) < 300
+
+
+# ---------------------------------------------------------------------------------------------
+# The YAML reader's limits (harness.yamlfile), each with a case
+
+
+def _yaml(tmp_path, text: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_refuses_a_duplicate_key(tmp_path):
+    with pytest.raises(ConfigError, match="duplicate key 'layers' .line 3"):
+        read_yaml(_yaml(tmp_path, "model:\n  layers: 2\n  layers: 4\n"))
+
+
+def test_yaml_alias_bomb_fails_fast(tmp_path):
+    import time
+
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):  # 10**10 strings once expanded
+        lines.append(f"{'abcdefghij'[i]}: &{'abcdefghij'[i]} [" + ", ".join([f"*{'abcdefghij'[i - 1]}"] * 10) + "]")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match="aliases expand to more than 100,000 nodes"):
+        read_yaml(_yaml(tmp_path, "\n".join(lines) + "\n"))
+    assert time.perf_counter() - started < 1.0
+    # a few aliases within the budget are fine
+    assert read_yaml(_yaml(tmp_path, "a: &x [1, 2]\nb: *x\n")) == {"a": [1, 2], "b": [1, 2]}
+
+
+def test_yaml_refuses_deep_nesting_without_recursion_error(tmp_path):
+    with pytest.raises(ConfigError, match="nested deeper than 32"):
+        read_yaml(_yaml(tmp_path, "a: " + "[" * 100_000 + "]" * 100_000 + "\n"))
+    with pytest.raises(ConfigError, match="nested deeper than 32"):
+        parse_override("model.layers=" + "[" * 5_000 + "]" * 5_000)
+
+
+@pytest.mark.parametrize("text, tag", [("model: !!binary aGVsbG8=\n", "!!binary"), ("model: !!set {a, b}\n", "!!set"),
+                                       ("model: !!timestamp 2024-01-01\n", "!!timestamp"),
+                                       ("model: !!omap [{a: 1}]\n", "!!omap"), ("model: !custom x\n", "!custom")])
+def test_yaml_refuses_tags_other_than_plain_scalars(tmp_path, text, tag):
+    with pytest.raises(ConfigError, match=f"tag {tag} is not allowed"):
+        read_yaml(_yaml(tmp_path, text))
+
+
+def test_yaml_reads_a_date_as_a_string(tmp_path):
+    assert read_yaml(_yaml(tmp_path, "when: 2024-01-01\nat: 2024-01-01 10:00:00\n")) == {
+        "when": "2024-01-01", "at": "2024-01-01 10:00:00"}
+    with pytest.raises(ConfigError, match="train.seed: .*valid integer.*'2024-01-01'"):
+        load_spec(None, ["train.seed=2024-01-01"])
+
+
+def test_yaml_refuses_a_file_over_its_size_limit(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\nmodel: {preset: gpt2}\n")
+    with pytest.raises(ConfigError, match="over the limit of 1,048,576 bytes"):
+        read_yaml(path)
+    with pytest.raises(ConfigError, match="allowed: up to 10,000"):
+        parse_override("model.preset=" + "x" * 10_001)

@@ -1,5 +1,6 @@
-"""The `harness` app and its entry point. Errors in input: one line on stderr, exit code 2, nothing
-written; an interrupt: exit code 130, nothing written."""
+"""The `harness` app and its entry point. Errors in input: one line on stderr (at most 300
+characters, see `harness.errors.one_line`), exit code 2, nothing written; an interrupt: exit
+code 130, nothing written."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import typer
 
 from harness.cli.common import as_flags
-from harness.errors import EXIT_INTERRUPTED, ConfigError, HarnessError, Interrupted
+from harness.errors import EXIT_INTERRUPTED, ConfigError, HarnessError, Interrupted, one_line
 
 try:  # recent typer vendors click; older versions use click itself
     from typer._click.exceptions import ClickException as _ClickException
@@ -27,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = command.main(args=argv, prog_name="harness", standalone_mode=False)
     except HarnessError as err:
-        print(f"harness: error: {as_flags(err) if isinstance(err, ConfigError) else err}", file=sys.stderr)
+        print(one_line(f"harness: error: {as_flags(err) if isinstance(err, ConfigError) else err}"), file=sys.stderr)
         return EXIT_USAGE
     except _ClickException as err:
-        print(f"harness: error: {err.format_message()}", file=sys.stderr)
+        print(one_line(f"harness: error: {err.format_message()}"), file=sys.stderr)
         return EXIT_USAGE
     except (Interrupted, KeyboardInterrupt, typer.Abort):
         code = EXIT_INTERRUPTED

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from harness.cli.common import interruptible, results_dir as _results_dir
+from harness.cli.common import interruptible, print_json, results_dir as _results_dir
 
 
 def sweep(
@@ -17,6 +16,7 @@ def sweep(
     resume: bool = typer.Option(False, "--resume", help="Skip points already measured (by config hash) or failed."),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where records and the sweep state go."),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep state as JSON at the end."),
+    yes: bool = typer.Option(False, "--yes", help="Run a grid of more than 1,000 points."),
 ) -> None:
     """Measure a grid of configurations; out-of-memory points are recorded as failed."""
     from rich.console import Console
@@ -25,7 +25,7 @@ def sweep(
     from harness.results.store import load_runs
     from harness.measure.sweep import load_sweep, run_sweep, state_path
 
-    plan = load_sweep(sweep_file)
+    plan = load_sweep(sweep_file, confirmed=yes)
     root = _results_dir(results_dir)
     measured = [h for h in load_runs(root)["config_hash"].tolist() if h] if resume else []
     console = Console(stderr=True)
@@ -47,7 +47,7 @@ def sweep(
     console.print(f"sweep {plan.name}: {counts['measured']} measured, {counts['failed']} failed; "
                   f"state in {state_path(root, plan.name)}")
     if as_json:
-        sys.stdout.write(json.dumps(state.to_dict(), indent=2) + "\n")
+        print_json(state.to_dict())
 
 
 def _quiet_measure(spec):
@@ -78,7 +78,7 @@ def calibrate(
                                                       "--with-published"))
     path = write_calibration(fits, root)
     if as_json:
-        sys.stdout.write(json.dumps({"path": str(path), "fits": [f.to_dict() for f in fits]}, indent=2) + "\n")
+        print_json({"path": str(path), "fits": [f.to_dict() for f in fits]})
         return
     table = Table(title="MFU = a + b ln(hidden) + c ln(tokens/step) + d ln(seq); b, c >= 0; "
                         "— : not fitted (the runs do not determine it)")

@@ -7,8 +7,10 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, ON_PREM_USD_PER_GPU, on_prem_options,
-                                print_json as _print_json, results_dir as _results_dir)
+from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, MAX_DEVICES, ON_PREM_USD_PER_GPU,
+                                USD_PER_KWH, bounded_float, bounded_int, on_prem_options, print_json as _print_json,
+                                results_dir as _results_dir)
+from harness.config import MAX_BATCH
 from harness.units import usd as _usd
 
 prices_app = typer.Typer(no_args_is_help=True, help="Cloud GPU price tables: fetch, cache, show.")
@@ -116,18 +118,18 @@ def estimate(
     latest: bool = typer.Option(False, "--latest", help="Use the latest stored run."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Corpus name (harness/data/corpora) or YAML file."),
     plan: Optional[str] = typer.Option(None, "--plan", help="Plan name (harness/data/plans) or YAML file; default the corpus's recipe, else one epoch."),
-    devices: int = typer.Option(1, "--devices", help="Devices training together."),
+    devices: int = typer.Option(1, "--devices", parser=bounded_int("--devices", 1, MAX_DEVICES), help="Devices training together."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="Project to this GPU (datasheet peak x utilization)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="Precision on --gpu or of the projections (default: the run's)."),
-    utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU on --gpu when no run was measured there."),
-    scaling_efficiency: Optional[float] = typer.Option(None, "--scaling-efficiency", help="Weak-scaling efficiency on N devices (default 1.0, labelled assumed)."),
-    fully_loaded: float = typer.Option(20.0, "--fully-loaded-multiplier", help="Runs per project (AI21: 2 configurations x 10 runs)."),
-    pue: float = typer.Option(1.58, "--pue", help="Power usage effectiveness (Strubell et al. 2019: 1.58)."),
+    utilization: Optional[float] = typer.Option(None, "--utilization", parser=bounded_float("--utilization", 0, 1, low_open=True), help="MFU on --gpu when no run was measured there."),
+    scaling_efficiency: Optional[float] = typer.Option(None, "--scaling-efficiency", parser=bounded_float("--scaling-efficiency", 0.01, 1), help="Weak-scaling efficiency on N devices (default 1.0, labelled assumed)."),
+    fully_loaded: float = typer.Option(20.0, "--fully-loaded-multiplier", parser=bounded_float("--fully-loaded-multiplier", 1, 10_000), help="Runs per project (AI21: 2 configurations x 10 runs)."),
+    pue: float = typer.Option(1.58, "--pue", parser=bounded_float("--pue", 1, 10), help="Power usage effectiveness (Strubell et al. 2019: 1.58)."),
     carbon_region: Optional[str] = typer.Option(None, "--carbon-region", help="Row of harness/data/carbon/intensity.csv (default us-average-strubell)."),
-    carbon_intensity: Optional[float] = typer.Option(None, "--carbon-intensity", help="kg CO2e per kWh (overrides --carbon-region)."),
-    usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price for the energy cost."),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Sequences per device per step (default: each phase's batch / --devices)."),
-    goodput: Optional[float] = typer.Option(None, "--goodput", help="Share of the bill that is steady-state training (default 1.0: steady state only; labs: 0.67-0.91)."),
+    carbon_intensity: Optional[float] = typer.Option(None, "--carbon-intensity", parser=bounded_float("--carbon-intensity", 0, 10), help="kg CO2e per kWh (overrides --carbon-region)."),
+    usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", parser=bounded_float("--usd-per-kwh", *USD_PER_KWH), help="Electricity price for the energy cost."),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", parser=bounded_int("--micro-batch", 1, MAX_BATCH), help="Sequences per device per step (default: each phase's batch / --devices)."),
+    goodput: Optional[float] = typer.Option(None, "--goodput", parser=bounded_float("--goodput", 0, 1, low_open=True), help="Share of the bill that is steady-state training (default 1.0: steady state only; labs: 0.67-0.91)."),
     no_published: bool = typer.Option(False, "--no-published", help="Skip the published-measurement rung of the utilization ladder."),
     on_prem_usd_per_gpu: Optional[float] = ON_PREM_USD_PER_GPU,
     amortize_years: Optional[float] = AMORTIZE_YEARS,
@@ -349,7 +351,7 @@ def _bill_lines(console, e) -> None:
 def reproduce_ai21(
     gpu: str = typer.Option("V100 SXM2", "--gpu", help="GPU the rows are priced on (datasheet peak)."),
     dtype: str = typer.Option("fp16", "--dtype", help="Precision of the datasheet peak."),
-    utilization: Optional[float] = typer.Option(None, "--utilization", help="MFU (default: 30%, labelled assumed)."),
+    utilization: Optional[float] = typer.Option(None, "--utilization", parser=bounded_float("--utilization", 0, 1, low_open=True), help="MFU (default: 30%, labelled assumed)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
 ) -> None:
     """AI21's BERT/T5 cost table (Sharir et al. 2020) rebuilt from 6·N·tokens and snapshot prices."""

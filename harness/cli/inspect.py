@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import print_json as _print_json, results_dir as _results_dir
+from harness.cli.common import MAX_DEVICES, bounded_float, bounded_int, print_json as _print_json, results_dir as _results_dir
 from harness.errors import ConfigError
 from harness.units import si as _si
 
@@ -103,17 +103,18 @@ def count(
     seq: Optional[int] = typer.Option(None, "--seq", help="Sequence length (T5: encoder)."),
     decoder_seq: Optional[int] = typer.Option(None, "--decoder-seq", help="T5 decoder length."),
     mode: str = typer.Option("train", "--mode", help="forward or train (forward + backward)."),
-    depth: int = typer.Option(2, "--depth", help="Module breakdown depth."),
+    depth: int = typer.Option(2, "--depth", parser=bounded_int("--depth", 0, 64), help="Module breakdown depth."),
     causal_halving: bool = typer.Option(False, "--causal-halving", help="Halve causal attention matmuls (Megatron code, MaxText); off as in PaLM and torch."),
     fvcore: bool = typer.Option(False, "--fvcore", help="Also count the forward with fvcore (traced on meta tensors)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write figures and breakdowns as CSV."),
-    step_time: Optional[float] = typer.Option(None, "--step-time", help="Measured seconds per optimizer step, for MFU."),
+    step_time: Optional[float] = typer.Option(None, "--step-time", parser=bounded_float("--step-time", 0, 1e7, low_open=True), help="Measured seconds per optimizer step, for MFU."),
     gpu: Optional[str] = typer.Option(None, "--gpu", help="GPU for the datasheet peak (A100, H100 SXM, ...)."),
     dtype: str = typer.Option("bf16", "--dtype", help="Precision of the datasheet peak: fp32, tf32, bf16, fp16."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
-    devices: int = typer.Option(1, "--devices", help="Data-parallel devices (batch is per device)."),
+    grad_accum: int = typer.Option(1, "--grad-accum", parser=bounded_int("--grad-accum", 1, 10**5), help="Micro-batches per optimizer step."),
+    devices: int = typer.Option(1, "--devices", parser=bounded_int("--devices", 1, MAX_DEVICES), help="Data-parallel devices (batch is per device)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     force: bool = typer.Option(False, "--force", help="Let --csv overwrite an existing file that is not text."),
+    device_memory_gb: Optional[float] = typer.Option(None, "--device-memory-gb", parser=bounded_float("--device-memory-gb", 0, 2**20, low_open=True), help="Say whether a training step fits on a device of this many GiB (e.g. 80)."),
 ) -> None:
     """Count FLOPs of any model at any size (fake tensors: no memory), reconciled with formulas."""
     from harness.config import load_spec
@@ -157,12 +158,31 @@ def count(
         mfu = mfu_from_outside(report.primary_flops, step_time, flops_per_s, devices)
         report = dataclasses.replace(report, mfu={**mfu, "step_s": step_time, "gpu": row.gpu,
                                                   "dtype": dtype, "devices": devices, "source": row.source})
+    memory, memory_line = _memory(spec, devices, device_memory_gb)
     if csv_out is not None:
         _write_csv(report, csv_out)
     if as_json:
-        _print_json(report.to_dict())
+        _print_json({**report.to_dict(), **memory})
     else:
         _count_table(report)
+        print(memory_line)
+
+
+def _memory(spec, devices: int, device_memory_gb: float | None) -> tuple[dict, str]:
+    """The training step's memory estimate (harness.measure.fit) as count's JSON keys and one line."""
+    from harness.measure.fit import GIB, USABLE_FRACTION, MemoryLimit, estimate_memory, fit_message
+
+    estimate = estimate_memory(spec, world_size=devices)
+    out = {"memory_estimate_bytes": estimate.total_bytes, "memory_estimate": estimate.to_dict()}
+    line = f"memory per device (training step, estimated): {estimate.total_bytes / GIB:.2f} GiB"
+    if device_memory_gb is not None:
+        limit = MemoryLimit(int(device_memory_gb * GIB), f"--device-memory-gb {device_memory_gb:g}")
+        message = fit_message(spec, estimate, limit, "the device")
+        out["memory_fit"] = {"device_memory_bytes": limit.bytes, "fits": message is None, "message": message,
+                             "layers_that_fit": min(estimate.layers_that_fit(limit.bytes * USABLE_FRACTION),
+                                                    spec.model.layers)}
+        line += f"; {message or f'fits in {device_memory_gb:g} GiB'}"
+    return out, line
 
 
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

@@ -7,8 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, ON_PREM_USD_PER_GPU, interruptible,
-                                on_prem_options, print_json as _print_json, results_dir as _results_dir)
+from harness.cli.common import (AMORTIZE_YEARS, DUTY_CYCLE, HOST_USD_PER_GPU, ON_PREM_USD_PER_GPU, USD_PER_KWH,
+                                bounded_float, interruptible, on_prem_options,
+                                print_json as _print_json, results_dir as _results_dir)
 
 results_app = typer.Typer(no_args_is_help=True, help="The results database: list, show, export, import.")
 
@@ -188,8 +189,8 @@ def report(
     amortize_years: Optional[float] = AMORTIZE_YEARS,
     host_usd_per_gpu: Optional[float] = HOST_USD_PER_GPU,
     duty_cycle: Optional[float] = DUTY_CYCLE,
-    usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", help="Electricity price, for the on-premises bill's energy."),
-    goodput: Optional[float] = typer.Option(None, "--goodput", help="Share of the bill that is steady-state training (default 1.0: steady state only)."),
+    usd_per_kwh: Optional[float] = typer.Option(None, "--usd-per-kwh", parser=bounded_float("--usd-per-kwh", *USD_PER_KWH), help="Electricity price, for the on-premises bill's energy."),
+    goodput: Optional[float] = typer.Option(None, "--goodput", parser=bounded_float("--goodput", 0, 1, low_open=True), help="Share of the bill that is steady-state training (default 1.0: steady state only)."),
     results_dir: Optional[Path] = _RESULTS_DIR,
 ) -> None:
     """Write report.md and a self-contained report.html with plots of the chosen runs."""

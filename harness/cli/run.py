@@ -9,9 +9,13 @@ from typing import List, Optional
 
 import typer
 
-from harness.cli.common import interruptible, print_json as _print_json, results_dir as _results_dir
+from harness.cli.common import (bounded_int, int_list, interruptible, print_json as _print_json,
+                                results_dir as _results_dir)
 from harness.errors import ConfigError
 from harness.units import si as _si
+
+MAX_NPROC = 1024   # processes per node
+MAX_NNODES = 4096
 
 
 def _pct(value: float | None) -> str:
@@ -113,13 +117,14 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the record alone on stdout."),
     results_dir: Optional[Path] = typer.Option(None, "--results-dir", help="Where records go (default results/ or $HARNESS_RESULTS_DIR)."),
     report: bool = typer.Option(False, "--report", help="Then write the report of this run (<results-dir>/report/) and print its path."),
-    nproc: int = typer.Option(1, "--nproc", help="Processes (devices) per node: launches torchrun; strategy from distributed.strategy."),
-    nnodes: int = typer.Option(1, "--nnodes", help="Nodes (with --rdzv-endpoint)."),
-    node_rank: int = typer.Option(0, "--node-rank", help="This node's rank among --nnodes."),
+    nproc: int = typer.Option(1, "--nproc", parser=bounded_int("--nproc", 1, MAX_NPROC), help="Processes (devices) per node: launches torchrun; strategy from distributed.strategy."),
+    nnodes: int = typer.Option(1, "--nnodes", parser=bounded_int("--nnodes", 1, MAX_NNODES), help="Nodes (with --rdzv-endpoint)."),
+    node_rank: int = typer.Option(0, "--node-rank", parser=bounded_int("--node-rank", 0, MAX_NNODES - 1), help="This node's rank among --nnodes."),
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)."),
     scaling: Optional[str] = typer.Option(None, "--scaling", help="World sizes to measure in turn, e.g. 1,2: weak-scaling efficiency."),
     depth_slices: Optional[str] = typer.Option(None, "--depth-slices", help="Measure these numbers of layers at full width (e.g. 1,2,4) and predict the full depth."),
-    slice_repeats: Optional[int] = typer.Option(None, "--slice-repeats", help="With --depth-slices: runs of each slice, round by round; the fit takes each slice's median step time and peak memory over its runs (default 1)."),
+    slice_repeats: Optional[int] = typer.Option(None, "--slice-repeats", parser=bounded_int("--slice-repeats", 1, 100), help="With --depth-slices: runs of each slice, round by round; the fit takes each slice's median step time and peak memory over its runs (default 1)."),
+    yes: bool = typer.Option(False, "--yes", help="Run even when the steps are estimated to take longer than a day (or measure.max_minutes)."),
 ) -> None:
     """Measure training steps of a model and write the record."""
     from harness.config import load_spec
@@ -127,15 +132,16 @@ def run(
 
     spec = load_spec(config, set_)
     if slice_repeats is not None and depth_slices is None:
-
         raise ConfigError("--slice-repeats", "only with --depth-slices (runs of each slice)")
+    if node_rank >= nnodes:
+        raise ConfigError("--node-rank", f"{node_rank} is out of range; allowed: 0..{nnodes - 1} (below --nnodes)")
     from harness.measure.run import measure
     from harness.results.store import check, save
 
     root = _results_dir(results_dir)
     check(root)  # a database that is not ours fails now, not after the measurement
     forward = ["run", *([str(config)] if config is not None else []), *[a for s in set_ for a in ("--set", s)],
-               "--results-dir", str(root)]
+               "--results-dir", str(root), *(["--yes"] if yes else [])]
     if scaling is not None:
         _scaling(_world_sizes(scaling), forward, as_json, nnodes=nnodes, node_rank=node_rank,
                  rdzv_endpoint=rdzv_endpoint)
@@ -144,13 +150,18 @@ def run(
         _depth_sliced(spec, depth_slices, 1 if slice_repeats is None else slice_repeats, root, as_json, report)
         return
     if (nproc > 1 or nnodes > 1) and dist_env() is None:
+        from harness.measure.fit import check_fits
+        from harness.measure.train import resolve_device
+
+        kind = resolve_device(spec.device).type  # before launching: the ranks of a CPU node share its memory
+        check_fits(spec, kind, world_size=nproc * nnodes, processes=nproc if kind == "cpu" else 1)
         sys.stdout.write(launch(forward + (["--json"] if as_json else []) + (["--report"] if report else []),
                                 nproc=nproc, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint))
         sys.stdout.flush()
         return
     with interruptible():
         with _StepProgress(spec.measure.warmup_steps + spec.measure.steps) as progress:
-            record = measure(spec, log=progress.log, on_step=progress.on_step)
+            record = measure(spec, log=progress.log, on_step=progress.on_step, confirmed=yes)
         if record is None:  # a rank other than 0 of a distributed run: rank 0 stores and reports
             return
         if record.world_size > 1:
@@ -180,8 +191,15 @@ def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, repo
     from harness.measure.slices import check_repeats, check_slices, depth_sliced_record, measure_slices, parse_slices
     from harness.results.store import save, save_many
 
+    if text.count(",") >= 16:  # each slice is a run of its own
+        raise ConfigError("--depth-slices", f"{text.count(',') + 1:,} slices; allowed: up to 16")
     slices = check_slices(spec, parse_slices(text))
     check_repeats(repeats)
+    from harness.measure.fit import check_fits
+    from harness.measure.slices import slice_spec
+    from harness.measure.train import resolve_device
+
+    check_fits(slice_spec(spec, max(slices)), resolve_device(spec.device).type)  # before any slice runs
     with interruptible():
         results = measure_slices(spec, slices, repeats=repeats, log=lambda m: print(m, file=sys.stderr, flush=True))
         save_many([run for r in results for run in r.runs], root)
@@ -191,13 +209,9 @@ def _depth_sliced(spec, text: str, repeats: int, root: Path, as_json: bool, repo
 
 
 def _world_sizes(text: str) -> list[int]:
-
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError("--scaling", f"expected world sizes like 1,2,4, got {text!r}") from None
-    if not sizes or any(n < 1 for n in sizes) or 1 not in sizes:
-        raise ConfigError("--scaling", "world sizes must be positive and include 1 (the baseline)")
+    sizes = int_list("--scaling", text, 1, MAX_NPROC)
+    if 1 not in sizes:
+        raise ConfigError("--scaling", "world sizes must include 1 (the baseline)")
     return sorted(set(sizes))
 
 

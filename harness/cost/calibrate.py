@@ -359,9 +359,43 @@ def read_calibration(results_dir: Path) -> list[CalibrationFit]:
             raise ConfigError("calibration", f"{path} was written by an older harness (its fits do not record "
                               "which features they used, and may weigh one the runs never varied); run "
                               "`harness calibrate` again")
-        return [CalibrationFit(**f) for f in raw]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError("calibration", f"{path} is not a calibration table; run `harness calibrate` again") from None
+        return [_valid_fit(f) for f in raw]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        why = f" ({err})" if isinstance(err, _BadFit) else ""
+        raise ConfigError("calibration", f"{path} is not a calibration table{why}; run `harness calibrate` "
+                          "again") from None
+
+
+class _BadFit(ValueError):
+    """A fit of a calibration file whose fields are not what `write_calibration` writes."""
+
+
+def _valid_fit(raw: dict) -> CalibrationFit:
+    """A fit as read from a calibration file, checked field by field: types (pydantic), every
+    coefficient, error and range finite, the coefficients those of FEATURES, the ranges ordered."""
+    import math
+
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        if isinstance(raw, dict) and isinstance(raw.get("n"), bool):  # lax validation would read true as 1
+            raise _BadFit("n: an integer, not true/false")
+        fit = TypeAdapter(CalibrationFit).validate_python(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise _BadFit(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    numbers = [*fit.coef.values(), fit.rmse, *([fit.loo_rmse] if fit.loo_rmse is not None else [])]
+    numbers += [x for pair in fit.ranges.values() for x in pair]
+    if not all(math.isfinite(x) for x in numbers):
+        raise _BadFit("a coefficient, error or range is not finite")
+    if set(fit.coef) != {"intercept", *FEATURES} or not set(fit.features_used) <= set(FEATURES):
+        raise _BadFit(f"coefficients must be intercept, {', '.join(FEATURES)}")
+    if set(fit.ranges) != {"hidden", "tokens_per_step", "seq_len"} or any(
+            len(pair) != 2 or not 0 < pair[0] <= pair[1] for pair in fit.ranges.values()):
+        raise _BadFit("ranges must give hidden, tokens_per_step and seq_len as [low, high] > 0")
+    if fit.n < 1:
+        raise _BadFit("n must be at least 1")
+    return fit
 
 
 def find_fit(fits: Sequence[CalibrationFit], gpu: str, dtype: str) -> CalibrationFit | None:

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.config import read_yaml
+from harness.config import MAX_POSITIONS, Count, Real, read_yaml
 from harness.data import data_path
-from harness.errors import ConfigError
+from harness.errors import ConfigError, shorten
 
 CONFIGS_DIR = data_path()
 CORPORA_DIR = CONFIGS_DIR / "corpora"
@@ -27,6 +27,16 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Bounds of corpus and plan sizes (README, "Corpora and plans"): finite, positive and far above any
+# published training job (GPT-3: 3e11 tokens; Llama 3: 1.5e13), so that nothing real is refused.
+MAX_TOKENS = 1e16
+MAX_BYTES = 1e18
+MAX_RATIO = 1e3             # bytes per token, tokens per word
+MAX_PLAN_STEPS = 10**9
+MAX_PLAN_BATCH = 2**24      # sequences per optimizer step, all devices
+MAX_EPOCHS = 1e6
+
+
 class Corpus(_Frozen):
     """A training corpus. Exactly one of `tokens`, `bytes` (+ `bytes_per_token`) or `words`
     (+ `tokens_per_word`); `ratio_source` says where a ratio comes from."""
@@ -34,11 +44,11 @@ class Corpus(_Frozen):
     name: str
     description: str = ""
     source: str = ""                  # where the size comes from
-    tokens: float | None = Field(None, gt=0)
-    bytes: float | None = Field(None, gt=0)
-    bytes_per_token: float | None = Field(None, gt=0)
-    words: float | None = Field(None, gt=0)
-    tokens_per_word: float | None = Field(None, gt=0)
+    tokens: Real(gt=0, le=MAX_TOKENS) | None = None
+    bytes: Real(gt=0, le=MAX_BYTES) | None = None
+    bytes_per_token: Real(gt=0, le=MAX_RATIO) | None = None
+    words: Real(gt=0, le=MAX_TOKENS) | None = None
+    tokens_per_word: Real(gt=0, le=MAX_RATIO) | None = None
     ratio_source: str | None = None
     plan: str | None = None           # the recipe usually trained on it (a plan name)
 
@@ -78,12 +88,12 @@ class Phase(_Frozen):
     `seq_len` None = the measured run's length."""
 
     name: str = ""
-    steps: int | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0)
-    seq_len: int | None = Field(None, gt=0)
-    decoder_seq_len: int | None = Field(None, gt=0)  # T5; default: the run's
-    tokens: float | None = Field(None, gt=0)
-    epochs: float | None = Field(None, gt=0)
+    steps: Count(1, MAX_PLAN_STEPS) | None = None
+    batch_size: Count(1, MAX_PLAN_BATCH) | None = None
+    seq_len: Count(1, MAX_POSITIONS) | None = None
+    decoder_seq_len: Count(1, MAX_POSITIONS) | None = None  # T5; default: the run's
+    tokens: Real(gt=0, le=MAX_TOKENS) | None = None
+    epochs: Real(gt=0, le=MAX_EPOCHS) | None = None
 
     @model_validator(mode="after")
     def _one_volume(self) -> "Phase":
@@ -114,7 +124,7 @@ class Plan(_Frozen):
     description: str = ""
     source: str = ""
     corpus: str | None = None         # the corpus the recipe was written for
-    phases: tuple[Phase, ...] = Field(min_length=1)
+    phases: tuple[Phase, ...] = Field(min_length=1, max_length=1000)
 
 
 def one_epoch() -> Plan:
@@ -134,7 +144,7 @@ def _error(err: ValidationError, prefix: str, model: type[BaseModel]) -> ConfigE
         return ConfigError(field, "required")
     message = first["msg"].removeprefix("Value error, ")
     got = first.get("input")
-    return ConfigError(field, message if isinstance(got, dict) else f"{message} (got {got!r})")
+    return ConfigError(field, message if isinstance(got, dict) else f"{message} (got {shorten(got)})")
 
 
 def build_corpus(raw: Any, *, name: str = "corpus") -> Corpus:
@@ -177,13 +187,13 @@ def _locate(name_or_path: str, folder: Path, kind: str) -> Path:
 def load_corpus(name_or_path: str) -> Corpus:
     """A corpus by name (harness/data/corpora/NAME.yaml) or from a YAML file."""
     path = _locate(name_or_path, CORPORA_DIR, "corpus")
-    return build_corpus(read_yaml(path), name=path.stem)
+    return build_corpus(read_yaml(path, "corpus.file"), name=path.stem)
 
 
 def load_plan(name_or_path: str) -> Plan:
     """A plan by name (harness/data/plans/NAME.yaml) or from a YAML file."""
     path = _locate(name_or_path, PLANS_DIR, "plan")
-    return build_plan(read_yaml(path), name=path.stem)
+    return build_plan(read_yaml(path, "plan.file"), name=path.stem)
 
 
 def corpora() -> list[str]:

@@ -25,7 +25,7 @@ from harness.config import RunSpec, with_changes
 from harness.flops.analytic import AnalyticFlops as AnalyticCounts, analytic_flops
 from harness.flops.count import count_flops, count_model_flops, expert_flops, module_groups, routed_tokens
 from harness.flops.reconcile import MOE_ROUTING_CONVENTION
-from harness.measure import distributed
+from harness.measure import distributed, fit
 from harness.measure.distributed import DistEnv, RankFailure, dist_env
 from harness.measure.energy import PowerSampler, discover_sources, job_gpus
 from harness.measure.env import collect_env
@@ -87,18 +87,21 @@ def _peak_memory(device: torch.device) -> tuple[int, str]:
 
 
 def measure(spec: RunSpec, *, clock: Clock | None = None, log: Log = _stderr,
-            on_step: Callable[[str, int, float], None] | None = None) -> RunRecord | None:
+            on_step: Callable[[str, int, float], None] | None = None, confirmed: bool = False) -> RunRecord | None:
     """Build, count, time and describe one run of `spec` on this machine.
 
+    Before the model is built, the run must fit in the device's memory and its steps in a day
+    (or `measure.max_minutes`; `confirmed` waives the time): see :mod:`harness.measure.fit`.
     Under torchrun or srun (WORLD_SIZE > 1) every rank runs this; rank 0 returns the record of
     the whole job and the other ranks return None."""
     denv = dist_env()
     if denv is None:
-        return _measure(spec, clock=clock, log=log, on_step=on_step, denv=None)
+        return _measure(spec, clock=clock, log=log, on_step=on_step, denv=None, confirmed=confirmed)
     device = distributed.init(denv, resolve_device(spec.device).type, spec.distributed.timeout_s)
     try:
         return _measure(spec, clock=clock, log=log if denv.rank == 0 else (lambda message: None),
-                        on_step=on_step if denv.rank == 0 else None, denv=denv, device=device)
+                        on_step=on_step if denv.rank == 0 else None, denv=denv, device=device,
+                        confirmed=confirmed)
     except RuntimeError as err:  # a collective timed out or a peer vanished
         raise RankFailure(f"rank {denv.rank}: {str(err).splitlines()[0][:200]}; no record was written") from None
     finally:
@@ -131,16 +134,32 @@ def _gather_ranks(times: StepTimes, peak_memory_bytes: int) -> list[RankResult]:
                        peak_memory_bytes=r["peak_memory_bytes"]) for i, r in enumerate(gathered)]
 
 
+def check_device_fits(spec: RunSpec, device: torch.device, denv: DistEnv | None) -> fit.MemoryEstimate:
+    """The run's memory estimate, or ConfigError("memory") when it cannot fit on `device` (on CPU
+    the ranks of a node share its memory)."""
+    world = denv.world_size if denv else 1
+    local = denv.world_size // denv.nnodes if denv else 1
+    index = None
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+    return fit.check_fits(spec, device.type, index=index, world_size=world,
+                          processes=local if device.type == "cpu" else 1)
+
+
 def _measure(spec: RunSpec, *, clock: Clock | None, log: Log, on_step, denv: DistEnv | None,
-             device: torch.device | None = None) -> RunRecord | None:
+             device: torch.device | None = None, confirmed: bool = False) -> RunRecord | None:
     device = device or resolve_device(spec.device)
     world = denv.world_size if denv else 1
     check_dtype(device, spec.train.dtype)
     created = datetime.now(timezone.utc)
     warnings.filterwarnings("ignore", module=r"torch\.utils\.checkpoint")
 
+    check_device_fits(spec, device, denv)  # silent: a run that cannot fit answers in one line
     log(f"counting model FLOPs of {spec.model.label} on a fake (meta) replica")
     model_count, params = count_model_flops(spec)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    fit.check_duration(spec, model_count.total, *fit.optimistic_peak(device.type, name, spec.train.dtype),
+                       confirmed=confirmed)
     forward_count, _ = count_model_flops(with_changes(spec, {"train.grad_accum": 1}), backward=False)
     analytic = analytic_flops(spec, params)
 

@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.config import RunSpec, load_spec, read_yaml, with_changes
-from harness.errors import ConfigError
+from harness.config import MAX_BATCH, Count, RunSpec, load_spec, read_yaml, with_changes
+from harness.errors import ConfigError, shorten
 from harness.results.record import SweepInfo
 
 SWEEPS_DIR = "sweeps"
+# A grid of more points than this runs only when confirmed (`harness sweep --yes`); one of more
+# than MAX_POINTS never (each point's spec is built and kept before the first runs).
+CONFIRM_POINTS = 1_000
+MAX_POINTS = 100_000
 
 
 class SweepFile(BaseModel):
@@ -41,9 +46,9 @@ class SweepFile(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     base: str | None = None
-    grid: dict[str, list[Any]] = Field(min_length=1)
+    grid: dict[str, list[Any]] = Field(min_length=1, max_length=64)
     largest_batch: bool = False
-    max_batch: int = Field(1024, gt=0)
+    max_batch: Count(1, MAX_BATCH) = 1024
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,10 @@ def _value_text(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def build_sweep(raw: Any, *, default_name: str = "sweep") -> Sweep:
+def build_sweep(raw: Any, *, default_name: str = "sweep", confirmed: bool = False) -> Sweep:
     """Validate a sweep mapping and expand its grid (cartesian product, keys in file order).
-    Every point's spec is validated here, so a bad value fails before anything runs."""
+    Every point's spec is validated here, so a bad value fails before anything runs. A grid of
+    more than CONFIRM_POINTS points needs `confirmed`; one of more than MAX_POINTS is refused."""
     if not isinstance(raw, dict):
         raise ConfigError("sweep", "must be a mapping with name, base, grid")
     try:
@@ -85,11 +91,16 @@ def build_sweep(raw: Any, *, default_name: str = "sweep") -> Sweep:
         if first["type"] == "extra_forbidden":
             return_msg = f"unknown key; allowed: {', '.join(SweepFile.model_fields)}"
         else:
-            return_msg = first["msg"] + (f" (got {first.get('input')!r})" if first["type"] != "missing" else "")
+            return_msg = first["msg"] + (f" (got {shorten(first.get('input'))})" if first["type"] != "missing" else "")
         raise ConfigError(f"sweep.{where}", return_msg) from None
     for key, values in parsed.grid.items():
         if not values:
             raise ConfigError(f"sweep.grid.{key}", "needs at least one value")
+    size = math.prod(len(values) for values in parsed.grid.values())
+    if size > MAX_POINTS:
+        raise ConfigError("sweep.grid", f"{size:,} points; allowed: up to {MAX_POINTS:,} (split the sweep)")
+    if size > CONFIRM_POINTS and not confirmed:
+        raise ConfigError("sweep.grid", f"{size:,} points is over {CONFIRM_POINTS:,}; pass --yes to run them all")
     base = Path(parsed.base) if parsed.base is not None else None
     keys = list(parsed.grid)
     points = []
@@ -103,13 +114,18 @@ def build_sweep(raw: Any, *, default_name: str = "sweep") -> Sweep:
     return Sweep(parsed.name, parsed.base, tuple(points), parsed.largest_batch, parsed.max_batch)
 
 
-def load_sweep(path: Path) -> Sweep:
-    return build_sweep(read_yaml(path), default_name=Path(path).stem)
+def load_sweep(path: Path, *, confirmed: bool = False) -> Sweep:
+    return build_sweep(read_yaml(path, "sweep.file"), default_name=Path(path).stem, confirmed=confirmed)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    """CUDA OOM, a CPU allocator failure, or MemoryError."""
+    """CUDA OOM, a CPU allocator failure, MemoryError, or a run refused before it started because
+    its estimated memory is more than the device has (harness.measure.fit.DoesNotFit)."""
     if isinstance(err, MemoryError):
+        return True
+    from harness.measure.fit import DoesNotFit
+
+    if isinstance(err, DoesNotFit):
         return True
     try:
         import torch
@@ -169,14 +185,45 @@ def state_path(results_dir: Path, name: str) -> Path:
     return results_dir / SWEEPS_DIR / f"{name}.json"
 
 
+class _StatePoint(BaseModel):
+    """One point of a stored sweep state, as `run_sweep` writes it (other keys are kept)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    index: Count(0, MAX_POINTS)
+    overrides: list[str]
+    point_hash: str
+    config_hash: str | None = None
+    status: Literal["measured", "failed", "pending"]
+    run_id: str | None = None
+    error: str | None = None
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    source: str
+    points: list[_StatePoint] = Field(max_length=MAX_POINTS)
+
+
 def read_state(results_dir: Path, name: str) -> dict[str, Any] | None:
+    """The stored state of sweep `name`, validated (None when there is none); a file that is not
+    a sweep state is a ConfigError naming it and the first wrong field."""
     path = state_path(results_dir, name)
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         raise ConfigError("sweep.resume", f"sweep state {path} is unreadable; remove it to start over") from None
+    try:
+        return _State.model_validate(data).model_dump()
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "state"
+        raise ConfigError("sweep.resume", f"sweep state {path} is not one this harness wrote ({where}: "
+                          f"{first['msg']}); remove it to start over") from None
 
 
 def run_sweep(sweep: Sweep, *, results_dir: Path, resume: bool = False, source: str = "",

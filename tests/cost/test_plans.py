@@ -47,6 +47,11 @@ def test_every_shipped_config_loads():
     ({"bytes": 1e9}, "corpus"),
     ({"bytes": 1e9, "bytes_per_token": 4}, "corpus"),
     ({"tokens": 1e9, "colour": "red"}, "corpus.colour"),
+    ({"tokens": float("inf")}, "corpus.tokens"),
+    ({"tokens": 1e308}, "corpus.tokens"),
+    ({"tokens": True}, "corpus.tokens"),
+    ({"bytes": 1e9, "bytes_per_token": float("nan"), "ratio_source": "x"}, "corpus.bytes_per_token"),
+    ({"words": 1e17, "tokens_per_word": 1.3, "ratio_source": "x"}, "corpus.words"),
 ])
 def test_bad_corpus_names_the_field(raw, field):
     with pytest.raises(ConfigError) as err:
@@ -61,6 +66,12 @@ def test_bad_corpus_names_the_field(raw, field):
     ({"phases": [{"steps": -10, "batch_size": 1, "seq_len": 8}]}, "plan.phases.0.steps"),
     ({"phases": [{"tokens": 1e9, "epochs": 1}]}, "plan.phases.0"),
     ({"phases": [{"tokens": 1e9, "speed": 3}]}, "plan.phases.0.speed"),
+    ({"phases": [{"tokens": float("nan")}]}, "plan.phases.0.tokens"),
+    ({"phases": [{"epochs": float("inf")}]}, "plan.phases.0.epochs"),
+    ({"phases": [{"steps": 10**10, "batch_size": 1, "seq_len": 8}]}, "plan.phases.0.steps"),
+    ({"phases": [{"steps": 10, "batch_size": True, "seq_len": 8}]}, "plan.phases.0.batch_size"),
+    ({"phases": [{"steps": 10, "batch_size": 8, "seq_len": 2**23}]}, "plan.phases.0.seq_len"),
+    ({"phases": [{"tokens": 1e9}] * 1001}, "plan.phases"),
 ])
 def test_bad_plan_names_the_field(raw, field):
     with pytest.raises(ConfigError) as err:

@@ -141,3 +141,38 @@ def test_bad_sweep_files_exit_2(tmp_path, text, field):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and field in lines[0], out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_grid_over_1000_points_needs_confirmation(base):
+    raw = {"name": "big", "base": base, "grid": {"train.seed": list(range(501)), "train.batch_size": [1, 2]}}
+    with pytest.raises(ConfigError, match="1,002 points is over 1,000; pass --yes") as info:
+        build_sweep(raw)
+    assert info.value.field == "sweep.grid"
+    huge = {"name": "huge", "base": base, "grid": {f"train.seed": list(range(1000)), "train.batch_size": list(range(1, 101)),
+                                                   "train.seq_len": [8, 16]}}
+    with pytest.raises(ConfigError, match="200,000 points; allowed: up to 100,000"):
+        build_sweep(huge, confirmed=True)  # refused before a single point is expanded
+    small = {"name": "ok", "base": base, "grid": {"train.seed": [0, 1]}}
+    assert len(build_sweep(small).points) == 2
+
+
+@pytest.mark.parametrize("state", [
+    {"name": "s", "source": "x", "points": [{"index": 0}]},
+    {"name": "s", "source": "x", "points": [{"index": 0, "overrides": [], "point_hash": "h", "status": "done"}]},
+    {"name": "s", "points": []},
+    [1, 2, 3],
+])
+def test_a_hand_edited_sweep_state_is_refused_naming_it(tmp_path, state):
+    (tmp_path / "sweeps").mkdir()
+    (tmp_path / "sweeps" / "s.json").write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="s.json is not one this harness wrote") as info:
+        read_state(tmp_path, "s")
+    assert info.value.field == "sweep.resume"
+
+
+def test_a_point_refused_for_memory_counts_as_out_of_memory():
+    from harness.measure.fit import DoesNotFit
+    from harness.measure.sweep import is_out_of_memory
+
+    assert is_out_of_memory(DoesNotFit("memory", "needs 9 GiB, has 8"))
+    assert not is_out_of_memory(ConfigError("memory", "something else"))

@@ -66,6 +66,7 @@ def test_a_v1_fixture_loses_nothing_else(name):
     expected["timing"].setdefault("depth_slices", None)
     expected["peaks"].update(datasheet_also=[], measured_also=[])  # peaks of other precisions: none in v1
     expected.update(utilization=[], fp8=None)
+    expected["spec"]["measure"].setdefault("max_minutes", None)  # added with the duration check
     assert RunRecord.from_json(v1, name).to_dict() == expected
 
 
