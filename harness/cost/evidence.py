@@ -19,6 +19,12 @@ matmul; the LM head (tied or not) is in it. The sources' conventions:
 * ``torchtitan``: 6·(N − token embedding) + 12·L·H·Q·T; N − embedding = N_matmul + norm weights.
 * ``llm-foundry``: 6·NumParams + 12·L·d·T; NumParams counts the tied embedding once (it is the
   head: in ours), and also the learned position embedding, biases and norms (not in ours).
+* ``megatron`` (Narayanan et al. 2021, Eq. 3 and its Appendix): F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h))
+  per iteration, matmuls only, with full activation recomputation: the layers' forward runs twice
+  (4 passes: 2 forward, 2 backward), the logit layer's 6·B·s·h·V once. Per token that is
+  8·N_layers + 16·l·s·h + 6·h·V (N_layers = 12·l·h² at ffn 4h) against ours 6·N_layers + 12·l·s·h +
+  6·h·V: ours counts the layers' terms once, 3/4 of theirs, so the paper's "% of peak" is a
+  hardware-FLOPs figure (with recomputation) and ours is lower (1.7B: ×0.762, 1T: ×0.750).
 * ``stated``: an MFU whose formula the table does not transcribe: taken as model FLOPs, ratio 1,
   labelled.
 * ``none stated`` (NVIDIA's BERT README): throughput only; MFU exists only in ours.
@@ -37,8 +43,8 @@ from harness.data import data_path
 from harness.errors import ConfigError
 
 TABLE = data_path("published", "throughput.csv")
-UNITS = ("tokens_per_s_per_device", "sequences_per_s", "s_per_step", "mfu")
-CONVENTIONS = ("exact", "torchtitan", "llm-foundry", "stated", "none stated")
+UNITS = ("tokens_per_s_per_device", "sequences_per_s", "s_per_step", "tflops_per_s_per_device", "mfu")
+CONVENTIONS = ("exact", "torchtitan", "llm-foundry", "megatron", "stated", "none stated")
 FAMILIES = ("gpt2", "mpt", "llama", "bert")
 SEQ_WEIGHT = 0.25  # nearest row: |ln params| + SEQ_WEIGHT·|ln seq| (size matters more than length)
 SPREAD_FACTOR = 2.0  # the error of a published utilization: spread of rows within this size factor
@@ -118,6 +124,9 @@ class PublishedRow:
             return 6 * (self.matmul_params + norms) + attn
         if self.convention == "llm-foundry":
             return 6 * self.params + attn
+        if self.convention == "megatron":  # Eq. 3 / (B·s): the layers' matmuls 4 passes, the logit layer 3
+            layers, head = self.matmul_params - self.vocab * self.d_model, self.vocab * self.d_model
+            return 4 * 2 * layers + 4 * 4 * self.layers * self.heads * self.head_dim * self.seq_len + 6 * head
         return None
 
     @property
@@ -140,6 +149,9 @@ class PublishedRow:
             return self.figure * self.seq_len / (self.devices or 1)
         if self.unit == "s_per_step":
             return self.micro_batch * self.grad_accum * self.seq_len / self.figure
+        if self.unit == "tflops_per_s_per_device":  # achieved FLOP/s in the source's convention
+            per_token = self.source_flops_per_token()
+            return None if per_token is None else self.figure * 1e12 / per_token
         return None
 
     def peak_flops_per_s(self) -> float | None:
@@ -147,7 +159,7 @@ class PublishedRow:
         defines MFU, as torchtitan says) or a GPU without a row."""
         from harness.hardware import MATH_MODES, datasheet_by_name
 
-        if self.dtype not in MATH_MODES:
+        if self.dtype == "fp8" or self.dtype not in MATH_MODES:  # the datasheet's fp8 column is no MFU peak here
             return None
         try:
             return datasheet_by_name(self.gpu, self.dtype)[1]
@@ -194,6 +206,7 @@ class PublishedRow:
         how = {"exact": "same matmul count as ours",
                "torchtitan": "6(N - embedding) + 12LHQT: norms counted, otherwise ours",
                "llm-foundry": "6·NumParams + 12LdT: position embedding, biases, norms counted; not in ours",
+               "megatron": "Eq. 3, 96Bslh²(1 + s/6h + V/16lh): full recomputation's extra forward counted; not in ours",
                "stated": "formula not transcribed: taken as model FLOPs",
                "none stated": "no FLOP count stated: ours only"}[self.convention]
         return how + ("" if ratio is None else f" (ours / theirs = {ratio:.4f})")
