@@ -294,6 +294,7 @@ class RunSpec(_Frozen):
 HASH_NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"model_type": None, "config": None},
     "train": {"pack": False, "doc_len": None},
+    "measure": {"max_minutes": None},
 }
 
 

@@ -46,7 +46,7 @@ CASES = [
     ("alias-bomb", ["run", "{file}"], _bomb(), "aliases expand to more than 100,000 nodes"),
     ("deep-nesting", ["run", "{file}"], "model: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested deeper than 32 levels"),
     ("file-over-1-mib", ["run", "{file}"], "# " + "x" * (1 << 20) + "\n", "over the limit of 1,048,576 bytes"),
-    ("set-1mb-string", ["run", "--set", "train.dtype=" + "z" * 9_000], None, "train.dtype: Input should be 'fp32', 'bf16' or 'fp16' (got 'zzzz"),
+    ("set-1mb-string", ["run", "--set", "train.dtype=" + "z" * 9_000], None, "train.dtype: Input should be 'fp32', 'bf16', 'fp16' or 'fp8' (got 'zzzz"),
     ("set-alias-bomb", ["run", "--set", "train.seed=[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], *b]"], None, "train.seed: Input should be a valid integer"),
     ("nproc-0", ["run", "--nproc", "0"], None, "--nproc: 0 is out of range; allowed: 1..1,024"),
     ("nnodes-0", ["run", "--nnodes", "0"], None, "--nnodes: 0 is out of range"),

@@ -235,7 +235,7 @@ def refresh_provider(provider: str, *, base_url: str | None = None,
     with session(f"skypilot-{provider}", timeout_s) as get:
         commit = latest_commit(get, provider, api)
         url = f"{raw}/{REPO}/{commit.sha}/{commit.path}"
-        table = parse_skypilot_csv(get(url).text, provider, commit.source_url, commit.date)
+        table = parse_skypilot_csv(get(url).text(), provider, commit.source_url, commit.date)
     if not table.offers:
         raise PriceFetchError(get.source, f"zero usable offers in {url} ({table.rejected} entries rejected)")
     result = select(table.offers, provider, commit)
