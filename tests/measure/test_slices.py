@@ -355,26 +355,6 @@ def test_depth_sliced_record_stands_for_the_full_model(tmp_path):
     save(record, tmp_path)  # the store takes it as it is
 
 
-def test_measure_slices_end_to_end_in_fresh_processes():
-    """Two real slices of a tiny 4-layer GPT-2, each `python -m harness run` in its own process."""
-    spec = spec_of("gpt2", layers=4)
-    results = measure_slices(spec, [1, 2])
-    assert [r.layers for r in results] == [1, 2]
-    assert [r.record.model.layers for r in results] == [1, 2]
-    assert results[0].params < results[1].params < count_params(build_model(spec.model, "meta")).total
-    assert results[0].model_flops_per_step < results[1].model_flops_per_step
-    assert all(r.step_s > 0 and r.peak_memory_bytes > 0 for r in results)
-    assert results[0].record.env.device.type == "cpu"
-    # the memory run's child saw the fixed mmap threshold, and its record says so
-    assert all(r.memory_record is not None and r.memory_record.spec.measure.steps == 2 for r in results)
-    assert "glibc mmap threshold fixed at 65536 B" in results[0].memory_method
-    assert "mmap threshold" not in results[0].record.peak_memory_method
-    e = extrapolate(spec, results)
-    assert e.predicted_step_s > 0 and e.dof == 0
-    record = depth_sliced_record(spec, results, e)
-    assert record.model.layers == 4 and record.depth_extrapolation is not None
-
-
 def test_depth_slices_from_the_command_line_store_the_slices_and_the_prediction(tmp_path):
     import json
 
@@ -395,6 +375,14 @@ def test_depth_slices_from_the_command_line_store_the_slices_and_the_prediction(
     assert record["step_times_s"] == [d["predicted_step_s"]]
     stored = {r.run_id: r for r in load_records(tmp_path / "r")}
     assert {i for s in d["slices"] for i in s["run_ids"]} | {record["run_id"]} == set(stored)  # slices kept too
+    slices = [stored[s["run_ids"][0]] for s in d["slices"]]
+    assert [r.model.layers for r in slices] == [1, 3] and slices[0].params < slices[1].params < record["params"]
+    assert slices[0].flops.model.per_rank_per_step < slices[1].flops.model.per_rank_per_step
+    assert all(r.median_step_s > 0 and r.env.device.type == "cpu" for r in slices)
+    # each slice's peak memory comes from a memory run of its own (a fresh process with glibc's mmap
+    # threshold fixed), which the timed runs' records do not carry
+    assert all(s["memory_run_id"] is not None for s in d["slices"]) and "mmap threshold fixed" in d["memory_statistic"]
+    assert all("mmap threshold" not in r.peak_memory_method for r in slices)
     for args, option in [(("--depth-slices", "1,8"), "--depth-slices"),
                          (("--depth-slices", "1,2", "--slice-repeats", "0"), "--slice-repeats"),
                          (("--slice-repeats", "2"), "--slice-repeats")]:
