@@ -110,7 +110,7 @@ def _saved_bytes(spec: RunSpec) -> tuple[int, int]:
     from harness.build import build_model, make_batch
 
     with FakeTensorMode(allow_non_fake_inputs=True):
-        model = build_model(spec.model, "cpu", seed=spec.train.seed)
+        model = build_model(spec.model, "cpu", seed=spec.train.seed, fake=True)  # experts as batched matmuls
         params = {id(p) for p in model.parameters()}
         total_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
         saved: dict[int, Any] = {}  # id -> tensor, kept alive so that ids are not reused

@@ -57,6 +57,22 @@ def test_mixtral_8x7b_count_reports_active_and_total_parameters():
     assert report.moe["expert_flops"] == tokens * 2 * 3 * 2 * 4096 * 14336  # k experts, forward
 
 
+def test_count_of_a_mixture_of_experts_carries_its_memory_estimate(capsys):
+    """The CLI's count with its memory estimate (a fake replica in fp32: experts as batched
+    matmuls, as on the meta device; grouped matmuls take bf16 only): 16 B per parameter of
+    states, and activations besides."""
+    import json
+
+    from harness.cli import main
+
+    args = ["count", "mixtral-8x7b", "--set", "model.layers=1", "--batch", "1", "--seq", "64", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params_active"] < out["params"]
+    states = 16 * out["params"]  # fp32 weights and gradients, AdamW's two moments
+    assert out["memory_estimate_bytes"] > states
+
+
 def _attention_forward(layers, b, d_attn, pairs):
     return layers * 4 * b * d_attn * pairs
 
