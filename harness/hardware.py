@@ -161,13 +161,17 @@ def datasheet_row(device_name: str) -> DatasheetRow | None:
 
 
 def datasheet_by_name(gpu: str, mode: str) -> tuple[DatasheetRow, float]:
-    """Row and dense peak (FLOP/s) for a GPU named by a user ("A100", "H100 SXM", "h100-pcie")
-    and a math mode (fp32, tf32, bf16, fp16). Unknown GPU or mode → ConfigError, never a guess."""
+    """Row and dense peak (FLOP/s) for a GPU named by a user ("A100", "H100 SXM", "h100-pcie"; a
+    bare "H100" or "V100" is the SXM part, named so in the row) and a math mode (fp32, tf32, bf16,
+    fp16, fp8). Unknown GPU or mode → ConfigError, never a guess."""
     from harness.errors import ConfigError
 
     wanted = re.sub(r"[\s_-]+", " ", gpu).strip().lower()
     rows = [row for _, row in DATASHEET]
     row = next((r for r in rows if r.gpu.lower() == wanted), None) or datasheet_row(gpu.upper())
+    if row is None:  # a bare model name ("H100", "V100"): the SXM part, which labs train on; the row's
+        # name ("H100 SXM") is what every output states, and "H100 PCIe" picks the other form
+        row = next((r for r in rows if r.gpu.lower() == f"{wanted} sxm" or r.gpu.lower() == f"{wanted} sxm2"), None)
     if row is None:
         raise ConfigError("gpu", f"no datasheet row for {gpu!r}; allowed: {', '.join(r.gpu for r in rows)}")
     if mode not in MATH_MODES:

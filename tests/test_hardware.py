@@ -106,6 +106,15 @@ def test_fp8_peak_selection_by_name_and_by_device():
     assert comparison_modes("fp8") == ("fp8", "bf16") and comparison_modes("bf16") == ("bf16",)
 
 
+def test_a_bare_model_name_is_its_sxm_part_and_says_so():
+    assert datasheet_by_name("H100", "bf16")[0].gpu == "H100 SXM"
+    assert datasheet_by_name("h100", "bf16")[1] == 989.5 * TERA
+    assert datasheet_by_name("V100", "fp16")[0].gpu == "V100 SXM2"
+    assert datasheet_by_name("H100 PCIe", "bf16")[1] == 756 * TERA  # the other form, by name
+    with pytest.raises(Exception, match="no datasheet row for 'Z9000'"):
+        datasheet_by_name("Z9000", "bf16")
+
+
 @pytest.mark.parametrize("device", ["AMD Instinct MI350X", "NVIDIA GB300", "AMD Instinct MI250X", "Intel Gaudi 3",
                                     "NVIDIA GeForce RTX 5090", ""])
 def test_an_unknown_accelerator_has_an_unknown_peak(device):
