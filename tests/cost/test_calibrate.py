@@ -56,6 +56,19 @@ def test_groups_by_device_and_dtype_and_skips_single_runs():
     assert [f.device for f in calibrate(records, device="epyc")] == ["AMD EPYC"]
 
 
+
+def _cpu_run():
+    """A tiny GPT-2 run on a CPU at MFU 0.5 (against its measured peak): the run a projection starts from."""
+    from harness.config import build_spec
+    from tests.conftest import tiny_raw
+
+    spec = build_spec(tiny_raw("gpt2"))
+    return make_record({"run_id": "cpu", "spec": spec.model_dump(mode="json"), "model": spec.model.model_dump(),
+                        "dtype": "fp32", "device": {"type": "cpu", "name": "AMD EPYC"}, "seq_len": 16,
+                        "batch_size": 2, "grad_accum": 1, "tokens_per_step": 32, "params": 1,
+                        "achieved_flops_per_s": 1e9, "peak_flops_measured": 2e9, "mfu_measured": 0.5,
+                        "mfu_datasheet": None, "world_size": 1})
+
 def test_table_round_trip_and_estimate_uses_it(tmp_path):
     from harness.config import build_spec
     from harness.cost.estimate import EstimateOptions, estimate
@@ -68,12 +81,7 @@ def test_table_round_trip_and_estimate_uses_it(tmp_path):
     fit = find_fit(fits, "H100 SXM", "bf16")
     assert fit is not None and fit.n == 12 and fit.error > 0
 
-    spec = build_spec(tiny_raw("gpt2"))
-    run = make_record({"run_id": "cpu", "spec": spec.model_dump(mode="json"), "model": spec.model.model_dump(),
-                       "dtype": "fp32", "device": {"type": "cpu", "name": "AMD EPYC"}, "seq_len": 16,
-                       "batch_size": 2, "grad_accum": 1, "tokens_per_step": 32, "params": 1,
-                       "achieved_flops_per_s": 1e9, "peak_flops_measured": 2e9, "mfu_measured": 0.5,
-                       "mfu_datasheet": None, "world_size": 1})
+    run = _cpu_run()
     e = estimate(run, build_plan({"phases": [{"tokens": 1e9}]}), None,
                  EstimateOptions.build(gpu="H100 SXM", dtype="bf16", utilization=0.9), calibration=fits, offers=[])
     assert e.utilization == pytest.approx(fit.predict(32, 32, 16))
@@ -227,12 +235,7 @@ def test_calibration_outranks_published_in_the_ladder(tmp_path):
     from tests.conftest import tiny_raw
 
     fits = calibrate([rec(i, h, b, s, law(h, b * s, s)) for i, (h, b, s) in enumerate(GRID)])
-    spec = build_spec(tiny_raw("gpt2"))
-    run = make_record({"run_id": "cpu", "spec": spec.model_dump(mode="json"), "model": spec.model.model_dump(),
-                       "dtype": "fp32", "device": {"type": "cpu", "name": "AMD EPYC"}, "seq_len": 16,
-                       "batch_size": 2, "grad_accum": 1, "tokens_per_step": 32, "params": 1,
-                       "achieved_flops_per_s": 1e9, "peak_flops_measured": 2e9, "mfu_measured": 0.5,
-                       "mfu_datasheet": None, "world_size": 1})
+    run = _cpu_run()
     plan = build_plan({"phases": [{"tokens": 1e9}]})
     options = EstimateOptions.build(gpu="H100 SXM", dtype="bf16")
     calibrated = estimate(run, plan, None, options, calibration=fits, offers=[])

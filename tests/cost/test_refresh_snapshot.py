@@ -21,6 +21,7 @@ import pytest
 
 from harness.cost.prices import SNAPSHOT_COLUMNS, SNAPSHOT_PATH, client, load_snapshot
 from harness.cost.prices.refresh import SELECTION, diff, read_rows
+from tests.cost.test_prices import aws_gpu_info  # the catalog's GpuInfo cell, as the price tests build it
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "refresh_snapshot.py"
@@ -38,12 +39,6 @@ PATH = {"aws": "catalogs/v8/aws/vms.csv", "gcp": "catalogs/v8/gcp/vms.csv", "azu
 COMMITTED = {"aws": "2026-11-30T23:59:59Z", "gcp": "2026-11-28T20:00:00-08:00", "azure": "2024-06-03T10:11:12Z",
              "lambda": "2026-11-20T00:00:01+00:00"}
 AS_OF = {"aws": "2026-11-30", "gcp": "2026-11-29", "azure": "2024-06-03", "lambda": "2026-11-20"}
-
-
-def aws_gpu_info(name: str, count: int, mib: int) -> str:
-    return ('"{\'Gpus\': [{\'Name\': \'%s\', \'Manufacturer\': \'NVIDIA\', \'Count\': %d, '
-            "'LogicalGpuCount': %d, 'GpuPartitionSize': 1.0, 'Workloads': ['ml-ai'], "
-            "'MemoryInfo': {'SizeInMiB': %d}}], 'TotalGpuMemoryInMiB': %d}\"" % (name, count, count, mib, count * mib))
 
 
 H100x8, T4x1, A10Gx1 = aws_gpu_info("H100", 8, 81920), aws_gpu_info("T4", 1, 15360), aws_gpu_info("A10G", 1, 22888)
