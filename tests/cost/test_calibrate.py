@@ -56,7 +56,6 @@ def test_groups_by_device_and_dtype_and_skips_single_runs():
     assert [f.device for f in calibrate(records, device="epyc")] == ["AMD EPYC"]
 
 
-
 def _cpu_run():
     """A tiny GPT-2 run on a CPU at MFU 0.5 (against its measured peak): the run a projection starts from."""
     from harness.config import build_spec
@@ -69,11 +68,10 @@ def _cpu_run():
                         "achieved_flops_per_s": 1e9, "peak_flops_measured": 2e9, "mfu_measured": 0.5,
                         "mfu_datasheet": None, "world_size": 1})
 
+
 def test_table_round_trip_and_estimate_uses_it(tmp_path):
-    from harness.config import build_spec
     from harness.cost.estimate import EstimateOptions, estimate
     from harness.cost.plans import build_plan
-    from tests.conftest import tiny_raw
 
     records = [rec(i, h, b, s, law(h, b * s, s) + (0.01 if i % 2 else -0.01)) for i, (h, b, s) in enumerate(GRID)]
     write_calibration(calibrate(records), tmp_path)
@@ -229,10 +227,8 @@ def test_published_rows_join_the_local_group_each_marked():
 
 
 def test_calibration_outranks_published_in_the_ladder(tmp_path):
-    from harness.config import build_spec
     from harness.cost.estimate import EstimateOptions, estimate
     from harness.cost.plans import build_plan
-    from tests.conftest import tiny_raw
 
     fits = calibrate([rec(i, h, b, s, law(h, b * s, s)) for i, (h, b, s) in enumerate(GRID)])
     run = _cpu_run()

@@ -2,7 +2,6 @@
 and re-expresses each row in this project's convention."""
 
 import csv
-import math
 from pathlib import Path
 
 import pytest

@@ -1,5 +1,4 @@
 import pytest
-import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.flops import count as count_mod

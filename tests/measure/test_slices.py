@@ -5,7 +5,7 @@ import pytest
 from harness.build import build_model, count_params
 from harness.config import build_spec
 from harness.errors import ConfigError, HarnessError
-from harness.measure.slices import (GATHERED_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, SliceResult, check_slices,
+from harness.measure.slices import (GATHERED_BYTES_PER_PARAM, STATE_BYTES_PER_PARAM, check_slices,
                             depth_sliced_record, extrapolate, fit_linear, measure_depths, measure_slices,
                             min_devices,
                             parse_slices, run_in_subprocess, slice_spec)

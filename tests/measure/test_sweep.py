@@ -7,7 +7,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.measure.run import measure
 from harness.results.record import SweepInfo
-from harness.results.store import load_records, save
+from harness.results.store import load_records
 from harness.measure.sweep import build_sweep, largest_batch, read_state, run_sweep
 from tests.conftest import tiny_raw
 from tests.cli.test_cli import write_config
@@ -148,7 +148,7 @@ def test_a_grid_over_1000_points_needs_confirmation(base):
     with pytest.raises(ConfigError, match="1,002 points is over 1,000; pass --yes") as info:
         build_sweep(raw)
     assert info.value.field == "sweep.grid"
-    huge = {"name": "huge", "base": base, "grid": {f"train.seed": list(range(1000)), "train.batch_size": list(range(1, 101)),
+    huge = {"name": "huge", "base": base, "grid": {"train.seed": list(range(1000)), "train.batch_size": list(range(1, 101)),
                                                    "train.seq_len": [8, 16]}}
     with pytest.raises(ConfigError, match="200,000 points; allowed: up to 100,000"):
         build_sweep(huge, confirmed=True)  # refused before a single point is expanded
