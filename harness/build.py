@@ -7,6 +7,7 @@ can be counted on a laptop.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,18 @@ def is_seq2seq(spec: ModelSpec) -> bool:
     return spec.family == "hf" and spec.model_type in hf_model_types()[1]
 
 
+def _check_value_types(spec: ModelSpec, config) -> None:
+    """A number (or None: the feature off) where the model type's own default is a number:
+    transformers checks only the fields it types, so a string would otherwise fail in the forward."""
+    defaults = type(config)()
+    for key, value in spec.config.items():
+        default = getattr(defaults, key, None)
+        is_number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if is_number and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"model.config.{key}", f"must be a number, as {type(config).__name__}'s default "
+                              f"{default!r} is (got {value!r:.80})")
+
+
 def _hf_family_config(spec: ModelSpec, experts_implementation: str):
     """Family hf: ``AutoConfig.for_model(model_type, **config)`` (no file, no hub, no remote
     code), checked to carry the dimensions the spec mirrors (:data:`harness.config.HF_KEYS`)."""
@@ -54,12 +67,17 @@ def _hf_family_config(spec: ModelSpec, experts_implementation: str):
     if spec.model_type not in causal + seq2seq:
         raise ConfigError("model.model_type", f"{spec.model_type!r} is not a causal-LM or seq2seq model type of "
                           f"transformers {transformers.__version__}; allowed: {', '.join(causal + seq2seq)}")
+    from huggingface_hub.errors import StrictDataclassError  # transformers' typed config fields
+
     try:
         config = AutoConfig.for_model(spec.model_type, **spec.config, attn_implementation=spec.attention,
                                       use_cache=False)
-    except (TypeError, ValueError, KeyError) as err:
-        raise ConfigError("model.config", f"transformers refused the {spec.model_type} config: "
-                          f"{str(err).splitlines()[0][:200]}") from None
+    except (TypeError, ValueError, KeyError, StrictDataclassError) as err:
+        lines = str(err).splitlines() or [err.__class__.__name__]
+        named = re.match(r"Validation error for field '(\w+)'", lines[0])  # a typed field: name it
+        field, reason = (f"model.config.{named[1]}", lines[-1].strip()) if named else ("model.config", lines[0])
+        raise ConfigError(field, f"transformers refused the {spec.model_type} config: {reason[:200]}") from None
+    _check_value_types(spec, config)
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     auto = AutoModelForSeq2SeqLM if spec.model_type in seq2seq else AutoModelForCausalLM

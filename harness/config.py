@@ -375,6 +375,39 @@ def _positive_int(config: dict[str, Any], key: str) -> int:
     return value
 
 
+_NUMERIC_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|infinity|nan)", re.IGNORECASE)
+
+
+def _check_config_values(value: Any, field: str) -> None:
+    """A transformers config's own values as numbers the rest of the spec allows: finite reals,
+    integers within 64 bits (no NaN, infinity or 10**30 reaches transformers)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_config_values(item, f"{field}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_config_values(item, field)
+    elif isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value.strip()):
+        raise ConfigError(field, f"{shorten(value)} is a number written as text (YAML reads 1e5 and 1.0e5 so); "
+                          "allowed: a number (1.0e+5 or 100000)")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(field, f"must be a finite number (got {value!r})")
+    elif isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        raise ConfigError(field, f"integer beyond 64 bits ({len(str(abs(value)))} digits)")
+
+
+def _check_mirrored_bounds(dims: dict[str, Any]) -> None:
+    """The dimensions read back from an hf config, in the ranges a `model` section allows
+    (ModelSection's fields), named by their config key."""
+    bounded = {k: v for k, v in dims.items() if v is not None and not (k == "ffn" and v == 0)}
+    try:
+        ModelSection.model_validate(bounded)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = HF_KEYS.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise ConfigError(f"model.config.{key}", f"{first['msg']} (got {shorten(first.get('input'))})") from None
+
+
 def _resolve_hf(preset: dict[str, Any], given: dict[str, Any], section: ModelSection) -> ModelSpec:
     """Family hf: `model_type` and the transformers config's own keys (`config`), merged over the
     preset's; dimensions set beside the config overwrite its keys (:data:`HF_KEYS`); the spec's
@@ -423,7 +456,9 @@ def _resolve_hf(preset: dict[str, Any], given: dict[str, Any], section: ModelSec
         for key, value in dims.items():
             if base.get(key) != value:
                 config[HF_KEYS[key]] = value
+    _check_config_values(config, "model.config")
     spec_dims = derived(config)
+    _check_mirrored_bounds(spec_dims)
     heads, kv_heads = spec_dims["heads"], spec_dims["kv_heads"]
     if heads % kv_heads:
         raise ConfigError("model.config.num_key_value_heads", f"{kv_heads} kv heads do not divide {heads} "

@@ -132,3 +132,15 @@ def test_packed_batch_restarts_positions_and_masks_document_starts(tiny_spec):
     batch = make_batch(spec)
     assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5] * 2 + [0, 1, 2, 3]
     assert (batch["labels"][:, [6, 12]] == -100).all() and (batch["labels"][:, 1:6] >= 0).all()
+
+
+def test_a_typed_hf_config_field_of_the_wrong_type_names_its_field():
+    """transformers types some config fields (a strict dataclass) and refuses others' values
+    only inside the forward: both are one ConfigError naming the key, before anything runs."""
+    from harness.errors import ConfigError
+
+    for key, value in (("rms_norm_eps", "abc"), ("initializer_range", "abc")):
+        model = resolve_model(ModelSection(preset="qwen2.5-7b", layers=1, config={key: value}))
+        with pytest.raises(ConfigError) as err:
+            build_model(model, "meta")
+        assert err.value.field == f"model.config.{key}"

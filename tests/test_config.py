@@ -196,6 +196,13 @@ def test_hf_family_mirrors_the_config_and_writes_dimensions_into_it():
     ({"preset": "qwen2.5-7b", "config": {"hidden_size": -1}}, "model.config.hidden_size"),
     ({"preset": "mixtral-8x7b", "config": {"num_experts_per_tok": 9}}, "model.config.num_experts_per_tok"),
     ({"preset": "gpt2", "model_type": "qwen2"}, "model.model_type"),
+    # values as the rest of the spec allows them: finite, within 64 bits, numbers not text, in range
+    ({"preset": "qwen2.5-7b", "config": {"rms_norm_eps": float("nan")}}, "model.config.rms_norm_eps"),
+    ({"preset": "qwen2.5-7b", "config": {"rope_theta": float("inf")}}, "model.config.rope_theta"),
+    ({"preset": "qwen2.5-7b", "config": {"rope_theta": "1e6"}}, "model.config.rope_theta"),
+    ({"preset": "qwen2.5-7b", "config": {"vocab_size": 10**23}}, "model.config.vocab_size"),
+    ({"preset": "qwen2.5-7b", "config": {"num_hidden_layers": 100_000}}, "model.config.num_hidden_layers"),
+    ({"preset": "qwen2.5-7b", "config": {"hidden_size": 28 * 2**20, "head_dim": 128}}, "model.config.hidden_size"),
 ])
 def test_bad_hf_models_name_their_field(model, field):
     with pytest.raises(ConfigError) as err:
